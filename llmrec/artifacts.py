@@ -1,0 +1,154 @@
+"""The one place where run artefacts are written and read (PROTOCOL.md section 7).
+
+A *run folder* holds, per evaluated system and split, ``predictions.jsonl.gz`` (one JSON
+object a line: ``record_id``, ``target_ids``, ``predicted_ids`` in rank order, each entry
+an item id, a list of ids or null; plus ``completion`` and ``titles`` where a model
+produced them) and ``metrics.json``; and once per run ``run.json`` (parameters, seed,
+package versions, git commit, wall times). Every write is atomic (temporary file, then
+rename), so an interrupted run never leaves half a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmrec.paths import repo_root
+
+#: Packages whose versions every run records.
+TRACKED_PACKAGES = [
+    "llmrec", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "pandas",
+    "numpy", "jellyfish", "sentence-transformers", "papermill", "seaborn",
+]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON fallback for numpy scalars/arrays, paths and sets."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write one JSON object a line; gzip when ``path`` ends in ``.gz``. Atomic."""
+    path = Path(path)
+    text = "".join(json.dumps(dict(r), default=_jsonable) + "\n" for r in rows)
+    data = text.encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    return atomic_write_bytes(path, data)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_predictions(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write a predictions file after checking every row has the fields PROTOCOL.md fixes."""
+    rows = list(rows)
+    for i, row in enumerate(rows):
+        missing = {"record_id", "target_ids", "predicted_ids"} - set(row)
+        if missing:
+            raise ValueError(f"prediction row {i} lacks {sorted(missing)}")
+    return write_jsonl(path, rows)
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None."""
+    try:
+        root = repo_root()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_info(params: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """What every run records beside its results: parameters, versions, commit, machine, time."""
+    import os as _os
+
+    return {
+        "params": dict(params or {}),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": _os.cpu_count(),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real ml-100k (embedded asset) and a tiny random LLaMA saved to disk."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def ml100k():
+    """The embedded MovieLens 100K (fetched into the cache by `make test` beforehand)."""
+    from llmrec.data import load_movielens
+
+    return load_movielens()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random LLaMA-architecture model + BPE tokenizer saved with save_pretrained."""
+    from llmrec.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
