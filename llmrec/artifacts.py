@@ -152,3 +152,40 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")
+
+
+def system_dir(run_dir: str | Path, system: str, setting: str, split: str) -> Path:
+    """``<run_dir>/<system>__<setting>/<split>/``: where one evaluated system's files go."""
+    return Path(run_dir) / f"{_slug(system)}__{_slug(setting)}" / _slug(split)
+
+
+def save_system_run(
+    run_dir: str | Path,
+    system: str,
+    setting: str,
+    split: str,
+    rows: Iterable[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``predictions.jsonl.gz`` and ``metrics.json`` for one system x setting x split.
+
+    ``metrics`` is what :func:`llmrec.metrics.score` returned. The saved ``metrics.json`` adds
+    the identity columns (``system``, ``setting``, ``split``) and ``predictions``: the
+    predictions file's path relative to the repository root when it lies inside it (else
+    absolute). Returns that dict: one row of ``reports/results.csv``.
+    """
+    folder = system_dir(run_dir, system, setting, split)
+    pred_path = write_predictions(folder / "predictions.jsonl.gz", rows)
+    try:
+        rel = pred_path.resolve().relative_to(repo_root())
+    except ValueError:
+        rel = pred_path.resolve()
+    row = {"system": system, "setting": setting, "split": split, **dict(metrics),
+           "predictions": str(rel), **dict(extra or {})}
+    write_json(folder / "metrics.json", row)
+    return row
