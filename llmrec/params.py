@@ -41,6 +41,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
     "chapters": ((list, type(None)), None, "notebooks to run (null: all)"),
     "run_dir": ((str,), "runs/dev", "where this run writes its artefacts"),
+    "interactive": ((bool,), False, "build widgets (set True in JupyterLab; papermill runs keep False)"),
 }
 
 PROFILES = ("smoke", "cpu", "full")

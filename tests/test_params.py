@@ -1,0 +1,94 @@
+"""Parameter files: every file in params/ validates; bad keys and types fail with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmrec.errors import LlmrecError
+from llmrec.params import SCHEMA, load_params, validate
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+FILES = sorted(PARAMS_DIR.glob("*.yaml"))
+EXPECTED = {"smollm2-135m", "gemma3-270m", "llama-7b", "llama-13b", "llama-30b", "llama-65b",
+            "gpt-j-6b", "smoke"}
+
+
+def test_the_expected_files_exist():
+    assert EXPECTED <= {p.stem for p in FILES}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_params_file_validates(path):
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) <= set(SCHEMA)  # every key written in the file is a schema key
+    params = load_params(path)
+    assert params["name"] == path.stem  # the run folder is named after the file
+    for key, value in raw.items():
+        assert params[key] == value
+
+
+def test_blog_models_name_their_hub_id_and_gpu():
+    for stem in ("llama-7b", "llama-13b", "llama-30b", "llama-65b", "gpt-j-6b"):
+        p = load_params(PARAMS_DIR / f"{stem}.yaml")
+        assert p["profile"] == "full"
+        assert p["model"] == p["hf_id"] and "/" in p["hf_id"]
+        assert "GB" in p["hardware"] and "GPU" in p["hardware"]
+    assert load_params(PARAMS_DIR / "llama-7b.yaml")["hf_id"] == "huggyllama/llama-7b"
+    assert load_params(PARAMS_DIR / "gpt-j-6b.yaml")["hf_id"] == "EleutherAI/gpt-j-6b"
+
+
+def test_smoke_is_small():
+    p = load_params(PARAMS_DIR / "smoke.yaml")
+    assert p["profile"] == "smoke" and p["model"] == "tiny-llama"
+    assert p["splits"] == ["temporal"] and 0 < p["eval_limit"] <= 16
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_unknown_key_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: x\nlearning_rat: 0.1\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert "'learning_rat'" in msg and "unknown key" in msg and str(bad) in msg
+
+
+def test_wrong_type_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbatch_size: sixteen\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert "'batch_size'" in msg and "int" in msg and "sixteen" in msg
+
+
+def test_bool_is_not_an_int_and_interactive_is_a_bool():
+    with pytest.raises(LlmrecError, match="'seed'"):
+        validate({"seed": True})
+    with pytest.raises(LlmrecError, match="'interactive'"):
+        validate({"interactive": "yes"})
+    assert validate({})["interactive"] is False
+
+
+def test_bad_choice_names_key():
+    with pytest.raises(LlmrecError, match="'profile'"):
+        validate({"profile": "huge"})
+    with pytest.raises(LlmrecError, match="'splits'"):
+        validate({"splits": ["random"]})
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(LlmrecError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(LlmrecError, match="not valid YAML"):
+        load_params(bad)
