@@ -1,0 +1,150 @@
+"""Decoding: named presets and batched generation that stops at the end of the list.
+
+:data:`PRESETS` names the settings the report compares (the blog's 4-beam search, greedy,
+and sampling with temperature / top-p / top-k / repetition penalty), each a dict of
+``model.generate`` keyword arguments. :func:`generate` runs prompts in batches (left
+padding, prompts sorted by length so a batch wastes little on padding, original order
+restored), with the KV cache, a seed per batch, and a per-sequence stopping rule
+(:class:`ListEnd`): a completion ends once it holds the titles asked for, at the end of
+its ``=>`` line, at a blank line, or where it turns into code or a new prompt, instead of
+running on to ``max_new_tokens``. It returns the raw continuations (prompt removed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from llmrec.errors import LlmrecError
+
+#: Named decoding settings (kwargs of ``model.generate``).
+PRESETS: dict[str, dict[str, Any]] = {
+    "greedy": {"do_sample": False, "num_beams": 1},
+    "beam4": {"do_sample": False, "num_beams": 4, "early_stopping": True},
+    "sample": {"do_sample": True, "num_beams": 1, "temperature": 0.7, "top_p": 0.9, "top_k": 50,
+               "repetition_penalty": 1.1},
+}
+
+_YEAR_END = re.compile(r"\((1[89]\d\d|20\d\d)\)\s*$")
+_HARD_STOP = re.compile(r"###|```|\n\s*(def |class |import |from \S+ import |print\(|Input:|"
+                        r"Output:|Instruction:|Response:|Movies I liked:)")
+
+
+def preset_kwargs(preset: str, **overrides: Any) -> dict[str, Any]:
+    """The generate kwargs of ``preset`` with ``overrides`` on top."""
+    if preset not in PRESETS:
+        raise LlmrecError(f"unknown decoding preset {preset!r}; use one of {', '.join(PRESETS)}")
+    return {**PRESETS[preset], **overrides}
+
+
+def list_finished(text: str, n_titles: int | None) -> bool:
+    """Whether a completion so far has reached the end of its list (see :class:`ListEnd`)."""
+    from llmrec.parsing import parse_completion
+
+    body = text.lstrip()
+    if not body:
+        return False
+    if _HARD_STOP.search(text):
+        return True
+    if re.search(r"\n[ \t]*\n", body):
+        return True  # a blank line after content
+    if "=>" in body and "\n" in body[body.index("=>"):]:
+        return True  # the "=>" line has ended
+    if n_titles:
+        titles = parse_completion(text)
+        if len(titles) > n_titles:
+            return True  # a title beyond the ones asked for has begun
+        if len(titles) == n_titles and (_YEAR_END.search(text) or text.endswith("\n")):
+            return True
+    return False
+
+
+class ListEnd:
+    """A ``StoppingCriteria``: per row, True once the generated text ends its list.
+
+    Works for greedy, sampling and beam search (transformers treats a True row like an
+    eos for that sequence or beam). Rows already finished are not decoded again.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, n_titles: int | None = None):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.n_titles = n_titles
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len:]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        done = [list_finished(t, self.n_titles) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _stopping_list(tokenizer, prompt_len, n_titles):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Criterion(ListEnd, StoppingCriteria):
+        pass
+
+    return StoppingCriteriaList([_Criterion(tokenizer, prompt_len, n_titles)])
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    preset: str = "greedy",
+    batch_size: int = 16,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+    stop_after_titles: int | None = None,
+    early_stop: bool = True,
+    progress: bool = True,
+    **overrides: Any,
+) -> list[str]:
+    """Generate one continuation per prompt (same order as ``prompts``), raw text only.
+
+    ``stop_after_titles`` (e.g. 4) lets a completion end once it holds that many titles;
+    ``early_stop=False`` turns every stopping rule off except eos and ``max_new_tokens``
+    (the naive baseline the benchmark compares against). A prompt that does not fit the
+    model's context with ``max_new_tokens`` is refused with its length.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from llmrec.models import context_length
+    from llmrec.prompts import check_lengths
+
+    kwargs = preset_kwargs(preset, **overrides)
+    if batch_size < 1:
+        raise LlmrecError(f"batch_size must be >= 1, got {batch_size}")
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    lengths = check_lengths(prompts, tokenizer, context_length(model, tokenizer), max_new_tokens)
+    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    out: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokenizer.padding_side = "left"
+    bar = tqdm(total=len(prompts), desc=f"generate ({preset})", unit="prompt",
+               disable=not progress, leave=False)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                            add_special_tokens=True).to(device)
+            prompt_len = enc["input_ids"].shape[1]
+            extra: dict[str, Any] = {}
+            if early_stop:
+                extra["stopping_criteria"] = _stopping_list(tokenizer, prompt_len, stop_after_titles)
+            torch.manual_seed(seed + start)
+            seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                                  use_cache=True, **kwargs, **extra)
+            texts = tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
+            for i, text in zip(idx, texts, strict=True):
+                out[i] = text
+            bar.update(len(idx))
+    bar.close()
+    return out

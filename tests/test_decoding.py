@@ -1,0 +1,112 @@
+"""Presets, the list-end stopping rule, and batched generation on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmrec.decoding import PRESETS, ListEnd, generate, list_finished, preset_kwargs
+from llmrec.errors import LlmrecError
+
+PROMPTS = [
+    "Movies I liked: Toy Story (1995) => Fargo (1996)\nRecommend 4 similar movies, separated by =>:\n",
+    "Star Wars (1977) =>",
+    "Movies I liked: Contact (1997) => Scream (1996) => Liar Liar (1997) => Titanic (1997)\n",
+    "Godfather, The (1972)",
+    "### Instruction:\nRecommend\n\n### Response:\n",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from llmrec.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model(tiny_model_dir)
+
+
+def test_presets():
+    assert PRESETS["beam4"]["num_beams"] == 4 and PRESETS["beam4"]["do_sample"] is False
+    assert PRESETS["greedy"] == {"do_sample": False, "num_beams": 1}
+    s = PRESETS["sample"]
+    assert (s["do_sample"], s["temperature"], s["top_p"], s["top_k"], s["repetition_penalty"]) == (
+        True, 0.7, 0.9, 50, 1.1)
+    assert preset_kwargs("beam4", num_beams=2)["num_beams"] == 2
+    with pytest.raises(LlmrecError, match="beam4"):
+        preset_kwargs("nucleus")
+
+
+@pytest.mark.parametrize("text,n,done", [
+    ("", 4, False),
+    (" Toy Story (1995) => Fargo", 4, False),
+    (" A (1990) => B (1991) => C (1992) => D (1993)", 4, True),
+    (" A (1990) => B (1991) => C (1992) => D (1993", 4, False),
+    (" A (1990) => B (1991) => C (1992) => D (1993) => E", 4, True),
+    (" A (1990) => B (1991)\n", None, True),
+    ("\n\n1. A (1990)\n2. B (1991)\n", 4, False),
+    ("1. A (1990)\n2. B (1991)\n3. C (1992)\n4. D (1993)\n", 4, True),
+    ("A (1990)\n\nThe end", None, True),
+    ("Here is code:\n```python", None, True),
+    ("A (1990) => B\nimport os", None, True),
+    ("A (1990) ### Input", None, True),
+])
+def test_list_finished(text, n, done):
+    assert list_finished(text, n) is done
+
+
+def test_list_end_is_per_row(tiny):
+    _, tok = tiny
+    rows = ["P A (1990) => B (1991) => C (1992) => D (1993)", "P A (1990) => B"]
+    enc = tok(rows, return_tensors="pt", padding=True)
+    prompt_len = 1  # pretend the first token is the prompt
+    crit = ListEnd(tok, prompt_len, n_titles=4)
+    assert crit(enc["input_ids"], None).tolist() == [True, False]
+
+
+def test_batched_equals_one_by_one(tiny):
+    model, tok = tiny
+    one = generate(model, tok, PROMPTS, "greedy", batch_size=1, max_new_tokens=12,
+                   early_stop=False, progress=False)
+    many = generate(model, tok, PROMPTS, "greedy", batch_size=4, max_new_tokens=12,
+                    early_stop=False, progress=False)
+    assert len(many) == len(PROMPTS) and all(isinstance(t, str) for t in many)
+    assert many == one  # left padding + sorting by length change nothing, order restored
+    # continuation only: no prompt text at the front
+    assert not any(t.startswith(p) for t, p in zip(many, PROMPTS, strict=True) if t)
+
+
+def test_early_stop_only_shortens(tiny):
+    model, tok = tiny
+    full = generate(model, tok, PROMPTS, "greedy", batch_size=8, max_new_tokens=24,
+                    early_stop=False, progress=False)
+    short = generate(model, tok, PROMPTS, "greedy", batch_size=8, max_new_tokens=24,
+                     stop_after_titles=4, progress=False)
+    for f, s in zip(full, short, strict=True):
+        assert f.startswith(s)
+        if len(s) < len(f):  # it stopped early: the rule fired on what it kept
+            assert list_finished(s, 4)
+
+
+def test_sampling_is_seeded(tiny):
+    model, tok = tiny
+    a = generate(model, tok, PROMPTS, "sample", batch_size=2, max_new_tokens=10, seed=3,
+                 early_stop=False, progress=False)
+    b = generate(model, tok, PROMPTS, "sample", batch_size=2, max_new_tokens=10, seed=3,
+                 early_stop=False, progress=False)
+    c = generate(model, tok, PROMPTS, "sample", batch_size=2, max_new_tokens=10, seed=4,
+                 early_stop=False, progress=False)
+    assert a == b and a != c
+
+
+def test_beam4_runs(tiny):
+    model, tok = tiny
+    out = generate(model, tok, PROMPTS[:3], "beam4", batch_size=3, max_new_tokens=8,
+                   stop_after_titles=4, progress=False)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+
+
+def test_too_long_and_empty(tiny):
+    model, tok = tiny
+    assert generate(model, tok, [], progress=False) == []
+    with pytest.raises(LlmrecError, match="exceeds the model's context of 1024"):
+        generate(model, tok, PROMPTS[:1], max_new_tokens=2000, progress=False)
