@@ -1,0 +1,416 @@
+"""The report: run the numbered notebooks with papermill per parameter file, then aggregate.
+
+``python -m llmrec report params/smollm2-135m.yaml params/gemma3-270m.yaml`` does, in order:
+
+1. validates every parameter file (nothing runs if one is wrong);
+2. for each file, executes the chapters ``notebooks/0*.ipynb`` in order with papermill into
+   ``runs/<name>/``: executed notebooks in ``notebooks/``, figures in ``figures/``, one
+   folder per evaluated system x setting x split (written by the notebooks through
+   :func:`llmrec.artifacts.save_system_run`), and ``run.json`` (parameters, versions,
+   commit, machine, wall time and status per notebook);
+3. aggregates every completed run into ``reports/results.csv`` / ``results.md`` (through
+   :mod:`llmrec.results`), copies the predictions files the table points to into
+   ``reports/predictions/`` and the runs' figures into ``reports/figures/<run>/``, and draws
+   the summary figures (:mod:`llmrec.plots`).
+
+Model-independent chapters (:data:`COMMON_CHAPTERS`: the data chapter and the baselines)
+run once per dataset and profile, not once per model, into ``runs/common-<dataset>-<profile>/``
+(with the dataset, seed, splits, eval_limit and profile of the parameter file that first
+needs them); every model's report shares that run.
+
+Resume: a notebook that completed leaves a marker ``<run>/notebooks/.<chapter>.done.json``
+holding a hash of its parameters and of the notebook's cells; a rerun with the same hash
+skips it (``--no-resume`` runs everything again). Changes to the library itself are not in
+the hash: rerun with ``--no-resume`` after editing ``llmrec/``.
+
+A failing notebook is reported by name with its cell's error; the run's later chapters and
+the other runs go on. The results table holds only systems written by notebooks that
+completed (a marker lists the ``metrics.json`` files its notebook wrote); which runs are
+aggregated: every run under the output folder whose profile is one of this invocation's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmrec.artifacts import read_json, run_info, write_json
+from llmrec.errors import LlmrecError
+from llmrec.params import load_params
+from llmrec.paths import repo_root, reports_dir, runs_dir
+
+#: The chapters of the report, in order (a missing one is flagged, not fatal).
+EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
+                     "05_baselines", "06_decoding", "07_beyond"]
+#: Chapters that do not depend on the model (matched on the name after the number).
+COMMON_CHAPTERS = {"data", "baselines"}
+#: The keys a model-independent chapter receives from the parameter file.
+COMMON_KEYS = ("dataset", "seed", "splits", "eval_limit", "profile")
+
+
+# --- chapters -------------------------------------------------------------------------------
+
+def notebooks_in(folder: str | Path) -> list[Path]:
+    """The numbered notebooks ``0*.ipynb`` of ``folder``, in order."""
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def _topic(stem: str) -> str:
+    return stem.split("_", 1)[1] if "_" in stem else stem
+
+
+def is_common(stem: str) -> bool:
+    """True for a model-independent chapter (run once per dataset, in the common run)."""
+    return _topic(stem) in COMMON_CHAPTERS
+
+
+def _selector_matches(selector: Any, stem: str) -> bool:
+    sel = str(selector).strip()
+    if sel.isdigit():
+        return stem.split("_", 1)[0] == sel.zfill(2)
+    return stem == sel or _topic(stem) == sel or stem.startswith(sel)
+
+
+def select_chapters(
+    available: Sequence[Path], chapters: Iterable[Any] | None
+) -> tuple[list[Path], list[str]]:
+    """``(notebooks to run, selectors/expected chapters that have no notebook)``.
+
+    ``chapters`` holds numbers (``2`` or ``"02"``), stems (``"02_zero_shot"``) or topics
+    (``"zero_shot"``); None selects every notebook and flags the expected ones missing.
+    """
+    if chapters is None:
+        stems = {p.stem for p in available}
+        return list(available), [c for c in EXPECTED_CHAPTERS if c not in stems]
+    chosen: list[Path] = []
+    missing: list[str] = []
+    for sel in chapters:
+        hits = [p for p in available if _selector_matches(sel, p.stem)]
+        if not hits:
+            expected = [c for c in EXPECTED_CHAPTERS if _selector_matches(sel, c)]
+            missing.append(expected[0] if expected else str(sel))
+        chosen += [p for p in hits if p not in chosen]
+    return sorted(chosen), missing
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _notebook_hash(path: Path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return _hash([(c.get("cell_type"), "".join(c.get("source", ""))) for c in nb.get("cells", [])])
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "x"
+
+
+def common_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the model-independent run a parameter file needs."""
+    out = {k: params[k] for k in COMMON_KEYS}
+    dataset = "ml-100k" if params["dataset"] is None else Path(params["dataset"]).name
+    out["name"] = f"common-{_slug(dataset)}-{params['profile']}"
+    return out
+
+
+def _metrics_files(run_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
+            for p in run_dir.glob("*/*/metrics.json")}
+
+
+def _marker(run_dir: Path, stem: str) -> Path:
+    return run_dir / "notebooks" / f".{stem}.done.json"
+
+
+def _first_line(text: Any) -> str:
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def execute_chapter(
+    notebook: Path, params: dict[str, Any], run_dir: Path, resume: bool = True
+) -> dict[str, Any]:
+    """Execute one notebook into ``run_dir`` with papermill; returns its status record.
+
+    ``{"chapter", "status": "ok"|"skipped"|"failed", "seconds", "error", "metrics"}``; on
+    failure ``error`` is ``"<ename>: <evalue>"`` of the failing cell. Never raises for a
+    notebook's own error.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    stem = notebook.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "notebooks").mkdir(exist_ok=True)
+    (run_dir / "figures").mkdir(exist_ok=True)
+    injected = {**params, "run_dir": str(run_dir)}
+    key = _hash({"params": injected, "notebook": _notebook_hash(notebook)})
+    marker = _marker(run_dir, stem)
+    if resume and marker.is_file():
+        done = read_json(marker)
+        if done.get("hash") == key:
+            return {"chapter": stem, "status": "skipped", "seconds": done.get("seconds", 0.0),
+                    "error": None, "metrics": done.get("metrics", [])}
+    marker.unlink(missing_ok=True)  # a stale marker must not vouch for this run's files
+    before = _metrics_files(run_dir)
+    start = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(run_dir / "notebooks" / notebook.name), parameters=injected,
+            kernel_name="python3", cwd=str(repo_root()), progress_bar=False,
+        )
+    except PapermillExecutionError as err:
+        error = f"{err.ename}: {_first_line(err.evalue)} (cell {err.exec_count})"
+    except Exception as err:  # kernel died, notebook unreadable...: report, go on
+        error = f"{type(err).__name__}: {_first_line(err)}"
+    seconds = round(time.perf_counter() - start, 1)
+    after = _metrics_files(run_dir)
+    written = sorted(p for p, t in after.items() if before.get(p) != t)
+    if error is None:
+        write_json(marker, {"hash": key, "seconds": seconds, "metrics": written,
+                            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return {"chapter": stem, "status": "failed" if error else "ok", "seconds": seconds,
+            "error": error, "metrics": written if error is None else []}
+
+
+def _update_run_json(run_dir: Path, params: dict[str, Any], record: dict[str, Any]) -> None:
+    path = run_dir / "run.json"
+    old = read_json(path) if path.is_file() else {}
+    chapters = old.get("notebooks", {}) if old.get("params") == params else {}
+    chapters[record["chapter"]] = {k: record[k] for k in ("status", "seconds", "error")}
+    info = run_info(params, run_name=params["name"], notebooks=chapters,
+                    wall_seconds=round(sum(c["seconds"] or 0 for c in chapters.values()), 1))
+    write_json(path, info)
+
+
+def plan(
+    param_files: Sequence[str | Path], out_root: Path, chapters: Iterable[Any] | None,
+    notebooks_dir: Path,
+) -> tuple[list[tuple[str, dict[str, Any], Path, Path]], list[dict[str, Any]]]:
+    """Validate every parameter file, then list the (run, params, run_dir, notebook) tasks.
+
+    Returns ``(tasks, missing)``: ``missing`` names chapters asked for (or expected) that
+    have no notebook. Raises :class:`LlmrecError` before anything runs if a file is invalid.
+    """
+    all_params = [load_params(f) for f in param_files]  # fails here, before any work
+    names = [p["name"] for p in all_params]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LlmrecError(f"two parameter files share the name {dupes[0]!r}; give each its own `name`")
+    available = notebooks_in(notebooks_dir)
+    if not available:
+        raise LlmrecError(f"no numbered notebooks (0*.ipynb) in {notebooks_dir}")
+    tasks: list[tuple[str, dict[str, Any], Path, Path]] = []
+    missing: list[dict[str, Any]] = []
+    seen_common: dict[str, dict[str, Any]] = {}
+    for params in all_params:
+        wanted = chapters if chapters is not None else params["chapters"]
+        chosen, absent = select_chapters(available, wanted)
+        missing += [{"run": params["name"], "chapter": c} for c in absent]
+        for nb in chosen:
+            if is_common(nb.stem):
+                cp = common_params(params)
+                if cp["name"] in seen_common and seen_common[cp["name"]] != cp:
+                    cp["name"] += "-" + _hash(cp)[:6]  # same dataset/profile, other seed/limit
+                seen_common.setdefault(cp["name"], cp)
+                task = (cp["name"], cp, out_root / cp["name"], nb)
+            else:
+                task = (params["name"], params, out_root / params["name"], nb)
+            if not any(t[0] == task[0] and t[3] == nb for t in tasks):
+                tasks.append(task)
+    return tasks, missing
+
+
+def run_report(
+    param_files: Sequence[str | Path],
+    out_root: str | Path | None = None,
+    chapters: Iterable[Any] | None = None,
+    resume: bool = True,
+    reports_out: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run the report for ``param_files``; aggregate; return a summary.
+
+    ``out_root`` defaults to ``runs/``, ``reports_out`` to ``reports/``, ``notebooks_dir``
+    to ``notebooks/``. ``chapters`` overrides every file's ``chapters`` key. The summary:
+    ``{"chapters": [{run, chapter, status, seconds, error}], "missing": [...],
+    "failed": [...], "results": {...} or None, "wall_seconds": float}``.
+    """
+    from tqdm.auto import tqdm
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the kernels inherit it: no hub calls
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out_root = Path(out_root).resolve() if out_root is not None else runs_dir()
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else repo_root() / "notebooks"
+    tasks, missing = plan(param_files, out_root, chapters, notebooks_dir)
+    start = time.perf_counter()
+    for m in missing:
+        tqdm.write(f"missing: {m['run']}: chapter {m['chapter']} has no notebook; skipped")
+    done: list[dict[str, Any]] = []
+    bar = tqdm(tasks, desc="report", unit="notebook")
+    for run, params, run_dir, nb in bar:
+        bar.set_postfix_str(f"{run}/{nb.stem}")
+        record = execute_chapter(nb, params, run_dir, resume=resume)
+        _update_run_json(run_dir, params, record)
+        done.append({"run": run, **{k: v for k, v in record.items() if k != "metrics"}})
+        line = f"{run}/{nb.stem}: {record['status']} in {record['seconds']:.1f} s"
+        if record["error"]:
+            line += f" -- {record['error']}"
+        tqdm.write(line)
+    profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
+    results = aggregate(out_root, reports_out, profiles=profiles)
+    summary = {"chapters": done, "missing": missing,
+               "failed": [d for d in done if d["status"] == "failed"],
+               "results": results, "wall_seconds": round(time.perf_counter() - start, 1)}
+    return summary
+
+
+# --- aggregation ----------------------------------------------------------------------------
+
+def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every run under ``out_root`` with its completed chapters' ``metrics.json`` files.
+
+    ``[{"run", "run_dir", "params", "metrics": [Path...]}]``, runs with no completed
+    chapter left out; ``profiles`` keeps only runs of those profiles.
+    """
+    out = []
+    for info_path in sorted(Path(out_root).glob("*/run.json")):
+        run_dir = info_path.parent
+        params = read_json(info_path).get("params", {})
+        if profiles is not None and params.get("profile") not in set(profiles):
+            continue
+        metrics: list[Path] = []
+        markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
+        for marker in markers:
+            metrics += [run_dir / m for m in read_json(marker).get("metrics", [])
+                        if (run_dir / m).is_file()]
+        if markers:
+            out.append({"run": run_dir.name, "run_dir": run_dir, "params": params,
+                        "metrics": sorted(set(metrics))})
+    return out
+
+
+def _rel_to_repo(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else repo_root() / p
+
+
+def aggregate(
+    out_root: str | Path | None = None,
+    reports_out: str | Path | None = None,
+    profiles: Iterable[str] | None = None,
+) -> dict[str, Any] | None:
+    """Gather the completed runs into the results table, predictions, figures; draw summaries.
+
+    Writes ``results.csv``, ``results.md``, ``predictions/<run>/...`` (the files the table's
+    ``predictions`` column points to, relative to the repository root) and ``figures/``
+    under ``reports_out``. Returns ``{"csv", "md", "n_rows", "figures"}`` or None when no
+    run completed anything.
+    """
+    import pandas as pd
+
+    from llmrec import plots
+    from llmrec.results import collect, write_results
+
+    out_root = Path(out_root) if out_root is not None else runs_dir()
+    reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
+    runs = completed_runs(out_root, profiles)
+    frames = []
+    pred_root = reports_out / "predictions"
+    fig_root = reports_out / "figures"
+    for sub in (pred_root, *[fig_root / r["run"] for r in runs]):
+        shutil.rmtree(sub, ignore_errors=True)  # rebuilt from the runs: nothing stale survives
+    for r in runs:
+        if not r["metrics"]:
+            continue
+        df = collect(r["metrics"]).copy()
+        df.insert(0, "run", r["run"])
+        if "model" not in df.columns:
+            df["model"] = r["params"].get("model")
+        new_paths = []
+        for src in df["predictions"]:
+            src = _resolve(src)
+            dst = pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            new_paths.append(_rel_to_repo(dst))
+        df["predictions"] = new_paths
+        frames.append(df)
+    figures: list[str] = []
+    for r in runs:
+        for png in sorted((r["run_dir"] / "figures").glob("*.png")):
+            dst = fig_root / r["run"] / png.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(png, dst)
+            figures.append(_rel_to_repo(dst))
+    if not frames:
+        return None
+    table = pd.concat(frames, ignore_index=True)
+    write_results(table, reports_out)
+    for fig_path in plots.summary_figures(table, fig_root):
+        figures.append(_rel_to_repo(fig_path))
+    return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),
+            "n_rows": len(table), "figures": figures}
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"report: {len(summary['chapters'])} notebooks in {summary['wall_seconds']:.0f} s")
+    for c in summary["failed"]:
+        print(f"FAILED {c['run']}/{c['chapter']}: {c['error']}")
+    for m in summary["missing"]:
+        print(f"missing {m['run']}/{m['chapter']}: no notebook")
+    res = summary["results"]
+    if res:
+        print(f"results: {res['n_rows']} rows in {res['csv']} and {res['md']}")
+    else:
+        print("results: no completed run to aggregate")
+
+
+def _cli(args) -> int:
+    chapters = [c for c in args.chapters.split(",") if c] if args.chapters else None
+    if args.aggregate_only:
+        profiles = {load_params(f)["profile"] for f in args.params} if args.params else None
+        res = aggregate(args.out, args.reports, profiles=profiles)
+        print(json.dumps(res, indent=2) if res else "results: no completed run to aggregate")
+        return 0
+    if not args.params:
+        raise LlmrecError("name at least one parameter file, e.g. params/smollm2-135m.yaml")
+    summary = run_report(args.params, out_root=args.out, chapters=chapters,
+                         resume=not args.no_resume, reports_out=args.reports)
+    _print_summary(summary)
+    return 1 if summary["failed"] else 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="run the notebooks per parameter file, then build reports/results.*",
+        description="Execute the numbered notebooks with papermill for each parameter file "
+        "into runs/<name>/, then aggregate every completed run into reports/.",
+    )
+    p.add_argument("params", nargs="*", help="parameter files, e.g. params/smollm2-135m.yaml")
+    p.add_argument("--chapters", help="comma-separated chapters to run, e.g. 02,04 (default: all)")
+    p.add_argument("--out", default=None, help="run folders go here (default: runs/)")
+    p.add_argument("--reports", default=None, help="results table and figures (default: reports/)")
+    p.add_argument("--no-resume", action="store_true", help="rerun notebooks that completed")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="run nothing; rebuild reports/ from the completed runs")
+    p.set_defaults(func=_cli)
