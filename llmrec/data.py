@@ -23,7 +23,9 @@ layout             files                                        format
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,12 +118,23 @@ def _numeric(frame: pd.DataFrame, columns: list[str], path: Path, header_lines: 
 
 
 def _ratings_frame(raw: pd.DataFrame, path: Path, header_lines: int) -> pd.DataFrame:
+    """The 4 rating columns of ``raw`` (read as text) as numbers; a bad value names its line."""
     if raw.shape[1] < 4:
         raise LlmrecError(f"{path}: expected 4 fields a line (user, item, rating, timestamp), "
                           f"found {raw.shape[1]}; is this a MovieLens ratings file?")
     raw = raw.iloc[:, :4].copy()
     raw.columns = RATING_COLUMNS
     raw = _numeric(raw, RATING_COLUMNS, path, header_lines)
+    return _typed_ratings(raw, path, header_lines)
+
+
+def _typed_ratings(raw: pd.DataFrame, path: Path, header_lines: int) -> pd.DataFrame:
+    for col in ("user_id", "item_id", "timestamp"):
+        bad = (raw[col] % 1 != 0).to_numpy()
+        if bad.any():
+            i = int(bad.argmax())
+            raise LlmrecError(f"{path}, line {i + 1 + header_lines}: {col} is {raw[col].iloc[i]:g}, "
+                              f"not a whole number; fix or remove that line")
     return pd.DataFrame({
         "user_id": raw["user_id"].astype("int64"),
         "item_id": raw["item_id"].astype("int64"),
@@ -130,27 +143,59 @@ def _ratings_frame(raw: pd.DataFrame, path: Path, header_lines: int) -> pd.DataF
     })
 
 
+def _source(path: Path, sep: str, encoding: str):
+    """pandas' C parser takes one-character separators: ``::`` files are read as tabs."""
+    if sep == "::":
+        return io.StringIO(path.read_text(encoding=encoding).replace("::", "\t")), "\t"
+    return path, sep
+
+
 def _read_table(path: Path, sep: str, header: int | None, encoding: str = "utf-8",
                 **kw) -> pd.DataFrame:
+    """Read a file as text (every field a string), or a one-line error."""
     try:
-        return pd.read_csv(path, sep=sep, header=header, dtype=str, encoding=encoding,
-                           keep_default_na=False, engine="python" if len(sep) > 1 else "c", **kw)
+        src, sep = _source(path, sep, encoding)
+        return pd.read_csv(src, sep=sep, header=header, dtype=str, encoding=encoding,
+                           keep_default_na=False, **kw)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise LlmrecError(f"{path}: cannot be read as a MovieLens file ({msg})") from None
+
+
+def _read_ratings(path: Path, sep: str, header: int | None, encoding: str = "utf-8",
+                  select: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """A ratings file as the tidy frame. Fast path: parse numbers directly (ml-25m fits in
+    memory this way); on any bad value, a second pass reads text to name the file and line.
+    ``select`` picks the 4 columns (user, item, rating, timestamp) from the raw frame."""
+    header_lines = 0 if header is None else 1
+    pick = select or (lambda raw: raw)
+    try:
+        src, one_sep = _source(path, sep, encoding)
+        raw = pick(pd.read_csv(src, sep=one_sep, header=header, dtype="float64",
+                               encoding=encoding, quoting=3))
+        if raw.shape[1] >= 4:
+            raw = raw.iloc[:, :4].copy()
+            raw.columns = RATING_COLUMNS
+            if not raw.isna().to_numpy().any():
+                return _typed_ratings(raw, path, header_lines)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        pass  # the text pass below says what is wrong
+    return _ratings_frame(pick(_read_table(path, sep, header, encoding, quoting=3)), path,
+                          header_lines)
 
 
 # ---------------------------------------------------------------- layouts
 def _load_recbole(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     inter = sorted(folder.glob("*.inter"))[0]
     item = sorted(folder.glob("*.item"))[0]
-    raw = _read_table(inter, "\t", header=0, quoting=3)
-    cols = {c.split(":")[0]: c for c in raw.columns}
-    need = ["user_id", "item_id", "rating", "timestamp"]
-    if not all(c in cols for c in need):
-        raise LlmrecError(f"{inter}: header needs {', '.join(need)} (RecBole typed columns), "
-                          f"has {', '.join(raw.columns)}")
-    ratings = _ratings_frame(raw[[cols[c] for c in need]], inter, header_lines=1)
+    def select(raw: pd.DataFrame) -> pd.DataFrame:
+        cols = {c.split(":")[0]: c for c in raw.columns}
+        if not all(c in cols for c in RATING_COLUMNS):
+            raise LlmrecError(f"{inter}: header needs {', '.join(RATING_COLUMNS)} (RecBole typed "
+                              f"columns), has {', '.join(raw.columns)}")
+        return raw[[cols[c] for c in RATING_COLUMNS]]
+
+    ratings = _read_ratings(inter, "\t", header=0, select=select)
 
     items = _read_table(item, "\t", header=0, quoting=3)
     icols = {c.split(":")[0]: c for c in items.columns}
@@ -177,7 +222,7 @@ def _load_recbole(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _load_ml100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = folder / "u.data"
-    ratings = _ratings_frame(_read_table(path, "\t", header=None, quoting=3), path, 0)
+    ratings = _read_ratings(path, "\t", header=None)
     genre_names = ML100K_GENRES
     if (folder / "u.genre").is_file():
         gen = _read_table(folder / "u.genre", "|", header=None, encoding="latin-1", quoting=3)
@@ -197,8 +242,7 @@ def _load_ml100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _load_ml1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = folder / "ratings.dat"
-    ratings = _ratings_frame(_read_table(path, "::", header=None, encoding="latin-1", quoting=3),
-                             path, 0)
+    ratings = _read_ratings(path, "::", header=None, encoding="latin-1")
     path = folder / "movies.dat"
     items = _read_table(path, "::", header=None, encoding="latin-1", quoting=3)
     if items.shape[1] != 3:
@@ -211,11 +255,15 @@ def _load_ml1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _load_csv(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = folder / "ratings.csv"
-    raw = _read_table(path, ",", header=0)
     need = ["userId", "movieId", "rating", "timestamp"]
-    if list(raw.columns[:4]) != need:
-        raise LlmrecError(f"{path}: header must start with {','.join(need)}, has {','.join(raw.columns)}")
-    ratings = _ratings_frame(raw, path, header_lines=1)
+
+    def select(raw: pd.DataFrame) -> pd.DataFrame:
+        if list(raw.columns[:4]) != need:
+            raise LlmrecError(f"{path}: header must start with {','.join(need)}, has "
+                              f"{','.join(map(str, raw.columns))}")
+        return raw
+
+    ratings = _read_ratings(path, ",", header=0, select=select)
     path = folder / "movies.csv"
     items = _read_table(path, ",", header=0)
     if list(items.columns[:3]) != ["movieId", "title", "genres"]:

@@ -185,3 +185,22 @@ def test_embedded_ml100k(ml100k):
     assert int(movies["year"].isna().sum()) == 1
     # 18 titles appear twice under two ids (ASSETS.md)
     assert int(movies["display_title"].duplicated().sum()) == 18
+
+
+def test_fractional_id_and_empty_field(tmp_path):
+    folder = write_csv(tmp_path / "ml-latest")
+    text = (folder / "ratings.csv").read_text().replace("2,5,4.0,", "2.5,5,4.0,")
+    (folder / "ratings.csv").write_text(text)
+    with pytest.raises(LlmrecError, match=r"ratings.csv, line 4: user_id is 2.5, not a whole number"):
+        load_movielens(folder)
+    (folder / "ratings.csv").write_text(text.replace("2.5,5,4.0,", "2,5,,"))
+    with pytest.raises(LlmrecError, match=r"ratings.csv, line 4: rating is '', not a number"):
+        load_movielens(folder)
+
+
+def test_csv_wrong_header(tmp_path):
+    folder = write_csv(tmp_path / "ml-latest")
+    text = (folder / "ratings.csv").read_text().replace("userId,movieId", "user,movie")
+    (folder / "ratings.csv").write_text(text)
+    with pytest.raises(LlmrecError, match="header must start with userId,movieId,rating,timestamp"):
+        load_movielens(folder)
