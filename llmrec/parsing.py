@@ -20,8 +20,8 @@ import unicodedata
 _STOP = re.compile(
     r"""^\s*(
         \#\#\#|```|~~~|<\|?/?\w*\|?>|
-        (def|class|import|return|print|for|while|if|elif|else|try|except|with|lambda|var|let|const|function|public|private)\b(?!\s*[,)])|
-        from\s+\S+\s+import\b|
+        (?-i:(def|class|import|return|print|for|while|if|elif|else|try|except|with|lambda|var|let|const|function|public|private)\b(?!\s*[,)]))|
+        (?-i:from\s+\S+\s+import\b)|
         (input|output|instruction|response|question|answer|user|assistant|system|human|note|explanation)\s*:|
         movies\s+i\s+(liked|disliked)\s*:|recommend\s+\d+\s+(similar|other|more)\b|
         \#\s|//|/\*|\{|\}|\[|\]|>>>|\$\s

@@ -69,3 +69,10 @@ def test_classify_flags():
 ])
 def test_non_english(text, expected):
     assert looks_non_english(text) is expected
+
+
+def test_code_words_are_case_sensitive():
+    text = "Return of the Jedi (1983) => For Love or Money (1993) => With Honors (1994)"
+    assert parse_completion(text) == ["Return of the Jedi (1983)", "For Love or Money (1993)",
+                                      "With Honors (1994)"]
+    assert parse_completion("Heat (1995) => return movies") == ["Heat (1995)"]
