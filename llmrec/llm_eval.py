@@ -130,6 +130,7 @@ def evaluate_llm(
     k: int = 4,
     progress: bool = True,
     example_titles: Sequence[str] = (),
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate, parse, match and score one prompt per record; ``(rows, metrics)``.
 
@@ -137,6 +138,8 @@ def evaluate_llm(
     ``seconds_per_record``, ``prompts_per_second``, the generation settings and the
     failure-mode rates (``looks_like_code_rate``, ``non_english_rate`` ...).
     ``example_titles``: the few-shot examples' answer titles (to count copies of them).
+    ``generate_kwargs``: overrides of the preset's settings (``temperature``, ``top_p`` ...),
+    passed to :func:`llmrec.decoding.generate`.
     """
     from llmrec import metrics as M
 
@@ -145,7 +148,7 @@ def evaluate_llm(
     start = time.perf_counter()
     completions = generate(model, tokenizer, prompts, preset=preset, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, seed=seed, stop_after_titles=k,
-                           progress=progress)
+                           progress=progress, **dict(generate_kwargs or {}))
     gen_seconds = time.perf_counter() - start
     titles = [parse_completion(c, max_titles=k) for c in completions]
     predicted = match_titles(matcher, titles)
@@ -204,6 +207,7 @@ def evaluate_style(
     seed: int = 0,
     k: int = 4,
     progress: bool = True,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Build prompts of ``style`` (:func:`llmrec.prompts.build_prompts`) and evaluate them."""
     from llmrec.prompts import blog_shots, build_prompts, shots_from_records
@@ -217,7 +221,7 @@ def evaluate_style(
     example_titles = [t for s in shots or [] for t in s["answer"]]
     rows, metrics = evaluate_llm(model, tokenizer, records, movies, prompts, preset, matcher,
                                  catalog, item_popularity, batch_size, max_new_tokens, seed, k,
-                                 progress, example_titles)
+                                 progress, example_titles, generate_kwargs)
     metrics.update({"style": style, "n_shots": n_shots if style == "few-shot" else 0,
                     "with_year": with_year, "dislikes": dislikes})
     return rows, metrics
