@@ -1,0 +1,225 @@
+"""Non-LLM baselines that see only a record's 6 input items, exactly like the LLM.
+
+PROTOCOL.md section 5. Each baseline is fitted on training records only and ranks every
+catalog item for a list of input items, the inputs themselves excluded; ties go to the item
+liked more often in training, then to the smaller id.
+
+============  ===================================================================
+``random``    a seeded random order (the seed and the inputs fix each record's list)
+``popularity`` most-liked items in the training records (a record's 10 items are likes)
+``item_knn``  sum over the inputs of the cosine of co-like counts within training records
+``content``   cosine to the mean all-MiniLM-L6-v2 embedding of the inputs'
+              ``"Title (Year) genres"`` texts
+``als``       implicit-feedback ALS (Hu, Koren & Volinsky 2008) on training records as
+              users; a record's 6 inputs are folded in with one least-squares step
+============  ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from llmrec.errors import LlmrecError
+
+BASELINES = ["random", "popularity", "item_knn", "content", "als"]
+
+
+def item_popularity(train_records: pd.DataFrame) -> dict[int, int]:
+    """item id -> number of training records whose 10 items (input and target) include it."""
+    counts: dict[int, int] = {}
+    for col in ("input_ids", "target_ids"):
+        for items in train_records[col]:
+            for i in items:
+                counts[int(i)] = counts.get(int(i), 0) + 1
+    return counts
+
+
+class Baseline:
+    """Scores every catalog item for a batch of input lists; ``recommend`` ranks them."""
+
+    name = ""
+
+    def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0):
+        from llmrec.matching import Catalog
+
+        if len(train_records) == 0:
+            raise LlmrecError(f"baseline {self.name!r} needs training records; the split is empty")
+        self.seed = seed
+        pop = item_popularity(train_records)
+        ids = sorted(Catalog.from_movies(movies).item_ids)
+        # columns ordered by training popularity, then id: a stable sort breaks ties this way
+        ids.sort(key=lambda i: (-pop.get(i, 0), i))
+        self.item_ids = np.array(ids, dtype=np.int64)
+        self.col = {int(i): c for c, i in enumerate(ids)}
+        self.popularity = np.array([pop.get(i, 0) for i in ids], dtype=np.float64)
+        self.fit(train_records, movies)
+
+    # -- to implement
+    def fit(self, train_records: pd.DataFrame, movies: pd.DataFrame) -> None:
+        """Learn what the baseline needs from training records only."""
+
+    def scores(self, inputs: sp.csr_matrix, input_lists: list[list[int]]) -> np.ndarray:
+        """Dense (batch, n_items) scores; higher is better."""
+        raise NotImplementedError
+
+    # -- shared
+    def _input_matrix(self, input_lists: list[list[int]]) -> sp.csr_matrix:
+        rows, cols = [], []
+        for r, items in enumerate(input_lists):
+            for i in items:
+                c = self.col.get(int(i))
+                if c is not None:
+                    rows.append(r)
+                    cols.append(c)
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                             shape=(len(input_lists), len(self.item_ids)))
+
+    def recommend_many(self, list_of_inputs: Iterable[Sequence[int]], k: int,
+                       batch_size: int = 512) -> list[list[int]]:
+        """Top-``k`` item ids for each input list (inputs excluded), in rank order."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        lists = [[int(i) for i in items] for items in list_of_inputs]
+        out: list[list[int]] = []
+        for a in range(0, len(lists), batch_size):
+            part = lists[a:a + batch_size]
+            x = self._input_matrix(part)
+            s = np.asarray(self.scores(x, part), dtype=np.float64)
+            s[x.nonzero()] = -np.inf
+            order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            out.extend(self.item_ids[order].tolist())
+        return out
+
+    def recommend(self, input_ids: Sequence[int], k: int) -> list[int]:
+        """Top-``k`` item ids for one list of input items (inputs excluded)."""
+        return self.recommend_many([input_ids], k)[0]
+
+
+class RandomBaseline(Baseline):
+    name = "random"
+
+    def scores(self, inputs, input_lists):
+        return np.stack([np.random.default_rng([self.seed, *items]).random(len(self.item_ids))
+                         for items in input_lists])
+
+
+class PopularityBaseline(Baseline):
+    name = "popularity"
+
+    def scores(self, inputs, input_lists):
+        return np.broadcast_to(self.popularity, (len(input_lists), len(self.item_ids))).copy()
+
+
+def _train_matrix(b: Baseline, train_records: pd.DataFrame) -> sp.csr_matrix:
+    lists = [list(i) + list(t) for i, t in zip(train_records["input_ids"],
+                                               train_records["target_ids"], strict=True)]
+    x = b._input_matrix(lists)
+    x.data[:] = 1.0
+    return x
+
+
+class ItemKnnBaseline(Baseline):
+    name = "item_knn"
+
+    def fit(self, train_records, movies):
+        x = _train_matrix(self, train_records)
+        co = (x.T @ x).tocsr()
+        norms = np.sqrt(co.diagonal())
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        sim = sp.diags(inv) @ co @ sp.diags(inv)
+        sim = sim.tolil()
+        sim.setdiag(0.0)
+        self.sim = sim.tocsr()
+
+    def scores(self, inputs, input_lists):
+        return np.asarray((inputs @ self.sim).todense())
+
+
+class ContentBaseline(Baseline):
+    name = "content"
+
+    def fit(self, train_records, movies):
+        from llmrec.matching import embed_texts
+
+        ids = np.sort(self.item_ids)  # a fixed order, so the cached embeddings are reused
+        frame = movies.set_index("item_id").loc[ids]
+        texts = [f"{t} {', '.join(g)}" for t, g in zip(frame["display_title"], frame["genres"],
+                                                       strict=True)]
+        emb = embed_texts(texts, cache=True).astype(np.float64)
+        self.emb = emb[np.searchsorted(ids, self.item_ids)]
+
+    def scores(self, inputs, input_lists):
+        mean = inputs @ self.emb
+        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        return mean @ self.emb.T
+
+
+class AlsBaseline(Baseline):
+    """Implicit ALS: preference 1 for a like, confidence 1 + alpha; training records are users."""
+
+    name = "als"
+    factors, reg, alpha, iterations = 32, 0.1, 10.0, 10
+
+    def fit(self, train_records, movies):
+        x = _train_matrix(self, train_records).tocsr()
+        rng = np.random.default_rng(self.seed)
+        n_items, f = x.shape[1], self.factors
+        self.y = rng.normal(0, 0.01, size=(n_items, f))
+        xt = x.T.tocsr()
+        user_items = [x.indices[x.indptr[r]:x.indptr[r + 1]] for r in range(x.shape[0])]
+        item_users = [xt.indices[xt.indptr[i]:xt.indptr[i + 1]] for i in range(n_items)]
+        u = np.zeros((x.shape[0], f))
+        eye = self.reg * np.eye(f)
+        for _ in range(self.iterations):
+            u = self._solve(self.y, user_items, eye)
+            self.y = self._solve(u, item_users, eye)
+
+    def _solve(self, other: np.ndarray, lists: list[np.ndarray], eye: np.ndarray) -> np.ndarray:
+        """Per list: argmin_u sum_j c_j (p_j - u.o_j)^2 + reg |u|^2 over all rows j of other,
+        c = 1 + alpha and p = 1 on the list's rows, else c = 1 and p = 0. Lists of one length
+        are solved in one batched call."""
+        gram = other.T @ other + eye
+        out = np.zeros((len(lists), other.shape[1]))
+        by_len: dict[int, list[int]] = {}
+        for r, idx in enumerate(lists):
+            if len(idx):
+                by_len.setdefault(len(idx), []).append(r)
+        for rows in by_len.values():
+            o = other[np.stack([lists[r] for r in rows])]  # (batch, n, f)
+            a = gram + self.alpha * np.einsum("bnf,bng->bfg", o, o)
+            b = (1 + self.alpha) * o.sum(axis=1)
+            out[rows] = np.linalg.solve(a, b[..., None])[..., 0]
+        return out
+
+    def scores(self, inputs, input_lists):
+        inputs = inputs.tocsr()
+        lists = [inputs.indices[inputs.indptr[r]:inputs.indptr[r + 1]] for r in range(inputs.shape[0])]
+        u = self._solve(self.y, lists, self.reg * np.eye(self.factors))
+        return u @ self.y.T
+
+
+_CLASSES = {c.name: c for c in (RandomBaseline, PopularityBaseline, ItemKnnBaseline,
+                                 ContentBaseline, AlsBaseline)}
+
+
+def fit_baseline(name: str, train_records: pd.DataFrame, movies: pd.DataFrame,
+                 seed: int = 0) -> Baseline:
+    """Fit baseline ``name`` (one of :data:`BASELINES`) on training records."""
+    if name not in _CLASSES:
+        raise LlmrecError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+    return _CLASSES[name](train_records, movies, seed)
+
+
+def predict_rows(baseline: Baseline, records: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
+    """Prediction rows (PROTOCOL.md section 7) of ``baseline`` for each record: top-``k`` ids."""
+    inputs = [list(map(int, i)) for i in records["input_ids"]]
+    recs = baseline.recommend_many(inputs, k)
+    return [{"record_id": rid, "user_id": int(uid), "input_ids": inp,
+             "target_ids": list(map(int, tgt)), "predicted_ids": rec}
+            for rid, uid, inp, tgt, rec in zip(records["record_id"], records["user_id"], inputs,
+                                               records["target_ids"], recs, strict=True)]

@@ -1,0 +1,125 @@
+"""Baselines: hand-made records with known answers, then the real ml-100k splits."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmrec.baselines import BASELINES, fit_baseline, item_popularity, predict_rows
+from llmrec.errors import LlmrecError
+from llmrec.metrics import score
+
+
+def _movies(n=20):
+    return pd.DataFrame({
+        "item_id": list(range(1, n + 1)),
+        "display_title": [f"Movie {i} (199{i % 10})" for i in range(1, n + 1)],
+        "genres": [["Sci-Fi"] if i <= n // 2 else ["Romance"] for i in range(1, n + 1)],
+    })
+
+
+def _records(lists):
+    return pd.DataFrame({
+        "record_id": [f"{u}-0" for u in range(len(lists))],
+        "user_id": list(range(len(lists))),
+        "input_ids": [lst[:6] for lst in lists],
+        "target_ids": [lst[6:] for lst in lists],
+    })
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    """Two taste clusters: items 1-10 liked together, items 11-20 liked together."""
+    rng = np.random.default_rng(0)
+    lists = []
+    for r in range(60):
+        base = 1 if r % 2 == 0 else 11
+        lists.append((base + rng.permutation(10)).tolist())
+    return _records(lists)
+
+
+def test_item_popularity_counts_inputs_and_targets():
+    rec = _records([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6, 11, 12, 13, 14]])
+    pop = item_popularity(rec)
+    assert pop[1] == 2 and pop[7] == 1 and pop[14] == 1 and 15 not in pop
+
+
+def test_popularity_excludes_inputs_and_breaks_ties_by_id():
+    rec = _records([[5, 6, 7, 8, 9, 10, 1, 2, 3, 4], [5, 6, 7, 8, 9, 11, 1, 2, 12, 13],
+                    [5, 6, 7, 14, 15, 16, 1, 17, 18, 19]])
+    b = fit_baseline("popularity", rec, _movies())
+    # counts: 5,6,7: 3; 1: 3; 8,9: 2; 2: 2; rest 1
+    assert b.recommend([5, 6, 7, 8, 9, 10], 4) == [1, 2, 3, 4]
+    assert b.recommend([1, 2, 3, 4, 11, 12], 5) == [5, 6, 7, 8, 9]
+
+
+def test_item_knn_hand_computed():
+    rec = _records([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]] * 3 + [[1, 11, 12, 13, 14, 15, 16, 17, 18, 19]])
+    b = fit_baseline("item_knn", rec, _movies())
+    # item 2 co-occurs with 1 in 3 records: cos(1,2) = 3 / sqrt(4 * 3); cos(1,11) = 1 / sqrt(4 * 1)
+    assert b.sim[b.col[1], b.col[2]] == pytest.approx(3 / np.sqrt(12))
+    assert b.sim[b.col[1], b.col[11]] == pytest.approx(1 / 2)
+    assert b.sim[b.col[1], b.col[1]] == 0.0
+    recs = b.recommend([1, 2, 3, 4, 5, 6], 4)
+    assert recs == [7, 8, 9, 10]  # the items of the same taste, not the inputs
+
+
+@pytest.mark.parametrize("name", ["item_knn", "als"])
+def test_collaborative_baselines_follow_taste(clusters, name):
+    b = fit_baseline(name, clusters, _movies(), seed=0)
+    recs = b.recommend_many([[1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16]], 4)
+    assert set(recs[0]) == {7, 8, 9, 10}
+    assert set(recs[1]) == {17, 18, 19, 20}
+
+
+def test_random_is_seeded_and_valid(clusters):
+    b = fit_baseline("random", clusters, _movies(), seed=3)
+    a1 = b.recommend([1, 2, 3, 4, 5, 6], 10)
+    assert a1 == fit_baseline("random", clusters, _movies(), seed=3).recommend([1, 2, 3, 4, 5, 6], 10)
+    assert a1 != fit_baseline("random", clusters, _movies(), seed=4).recommend([1, 2, 3, 4, 5, 6], 10)
+    assert len(set(a1)) == 10 and not set(a1) & {1, 2, 3, 4, 5, 6}
+    # a record's list does not depend on which batch it is in
+    assert b.recommend_many([[11, 12, 13, 14, 15, 16], [1, 2, 3, 4, 5, 6]], 10)[1] == a1
+
+
+def test_content_follows_genres(clusters):
+    b = fit_baseline("content", clusters, _movies())
+    recs = b.recommend([1, 2, 3, 4, 5, 6], 4)
+    assert set(recs) <= {7, 8, 9, 10}  # the other Sci-Fi titles
+
+
+def test_bad_input(clusters):
+    with pytest.raises(LlmrecError, match="unknown baseline"):
+        fit_baseline("svd", clusters, _movies())
+    with pytest.raises(LlmrecError, match="training records"):
+        fit_baseline("popularity", clusters.iloc[:0], _movies())
+    with pytest.raises(ValueError):
+        fit_baseline("popularity", clusters, _movies()).recommend([1], 0)
+
+
+def test_ml100k_temporal_ordering_and_speed(ml100k):
+    from llmrec.matching import Catalog
+    from llmrec.records import build_records, split_records
+
+    parts = split_records(build_records(ml100k.ratings), "temporal")
+    n_items = len(Catalog.from_movies(ml100k.movies))
+    pop = item_popularity(parts["train"])
+    maps = {}
+    for name in ["random", "popularity", "item_knn"]:
+        start = time.perf_counter()
+        b = fit_baseline(name, parts["train"], ml100k.movies)
+        rows = predict_rows(b, parts["test"], k=10)
+        assert time.perf_counter() - start < 20
+        assert all(len(r["predicted_ids"]) == 10 for r in rows)
+        assert all(not set(r["predicted_ids"]) & set(r["input_ids"]) for r in rows)
+        m = score(rows, catalog_size=n_items, item_popularity=pop, n_boot=200)
+        assert m["n_records"] == 897 and m["input_rate"] == 0.0 and m["validity"] == 1.0
+        maps[name] = m["map_at_4"]
+    assert maps["random"] < 0.01 < maps["popularity"] < maps["item_knn"] < 0.1
+
+
+def test_baselines_list():
+    assert BASELINES == ["random", "popularity", "item_knn", "content", "als"]
