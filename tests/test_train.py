@@ -148,7 +148,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "train_result.json").exists()
 
 
-def test_bad_lora_options_are_one_line_errors(tmp_path, capsys):
+def test_bad_lora_options_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(LlmrecError, match="unknown lora option 'rank'"):
         config_for("cpu", rank=8)
     with pytest.raises(LlmrecError, match="'r' has the wrong type"):
@@ -158,6 +158,9 @@ def test_bad_lora_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(LlmrecError, match="unknown training profile"):
         config_for("laptop")
     assert config_for("cpu", r=16, max_train_records=None).r == 16
+    with pytest.raises(LlmrecError, match="cutoff_len=8 cuts every answer"):
+        train_lora(str(tiny_model_dir), TRAIN, VALID, tmp_path / "cut", _config(cutoff_len=8),
+                   progress=False)
 
     from llmrec.cli import main
 
@@ -166,3 +169,33 @@ def test_bad_lora_options_are_one_line_errors(tmp_path, capsys):
     assert main(["train", "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown lora option 'lora_rank'") and "\n" not in err
+
+
+def test_notebook_04_trains_evaluates_and_writes_results(tmp_path, ml100k):
+    import papermill
+
+    from llmrec.artifacts import read_json, read_jsonl, system_dir
+    from llmrec.paths import repo_root
+
+    run_dir = tmp_path / "runs" / "smoke"
+    papermill.execute_notebook(
+        str(repo_root() / "notebooks" / "04_lora_finetune.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters=dict(name="smoke", model="tiny-llama", profile="smoke", dtype="float32",
+                        device="cpu", splits=["temporal"], eval_limit=8, batch_size=8,
+                        max_new_tokens=16, lora_presets=["beam4", "greedy"], run_dir=str(run_dir)),
+        kernel_name="python3", cwd=str(repo_root()), progress_bar=False)
+    result = read_json(run_dir / "train_result.json")
+    assert result["config"]["max_train_records"] == 16 and result["n_train"] == 16
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    assert all(h["valid_loss"] > 0 for h in result["history"])
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    for preset in ("beam4", "greedy"):
+        folder = system_dir(run_dir, "smoke", f"lora/{preset}", "temporal")
+        metrics = read_json(folder / "metrics.json")
+        assert metrics["setting"] == f"lora/{preset}" and metrics["n_records"] == 8
+        assert 0.0 <= metrics["map_at_4_low"] <= metrics["map_at_4"] <= metrics["map_at_4_high"] <= 1.0
+        assert metrics["train_steps"] == result["steps"]
+        rows = read_jsonl(folder / "predictions.jsonl.gz")
+        assert len(rows) == 8 and all("completion" in r for r in rows)
+    figures = {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert {"04_loss.png", "04_loss_all_models.png", "04_map_tuned_vs_untuned.png"} <= figures
