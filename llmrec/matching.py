@@ -87,6 +87,26 @@ def normalize_title(title: str) -> str:
     return " ".join(_NON_ALNUM.sub(" ", text).replace("_", " ").split())
 
 
+_BARE_YEAR = re.compile(r"^(?P<title>.+\S)\s+(?P<year>(18[89]|19\d|20[0-4])\d)$")
+
+
+def query_variants(title: str) -> list[tuple[str, int | None]]:
+    """The normalised forms of a generated title tried by the ``normalized`` matcher, first
+    the plain one: ``(normalised text, year or None)``. When the year is not in brackets
+    (``"usual suspects the 1995"``) a form without the trailing number is tried too, and a
+    trailing "the" that lost its comma is moved to the front."""
+    norm, year = normalize_title(title), split_year(title)[1]
+    forms = [(norm, year)]
+    if year is None:
+        m = _BARE_YEAR.match(norm)
+        if m:
+            forms.append((m.group("title"), int(m.group("year"))))
+    for text, y in list(forms):
+        if text.endswith(" the"):
+            forms.append(("the " + text[:-4], y))
+    return forms
+
+
 # ----------------------------------------------------------------------------- catalog
 @dataclass
 class Catalog:
@@ -305,7 +325,10 @@ class LevenshteinMatcher(Matcher):
 
 
 class NormalizedMatcher(Matcher):
-    """Edit distance between normalised titles (:func:`normalize_title`); year breaks ties."""
+    """Edit distance between normalised titles (:func:`normalize_title`); year breaks ties.
+
+    A query is also tried in the forms a stripped title takes (:func:`query_variants`: a bare
+    trailing year, a trailing "the" without its comma); the closest form wins."""
 
     name = "normalized"
 
@@ -321,33 +344,40 @@ class NormalizedMatcher(Matcher):
         return 1.0 - d / longest if longest else 0.0
 
     def _best_bulk(self, queries):
-        norms = [normalize_title(q) for q in queries]
-        years = [split_year(q)[1] for q in queries]
-        idx = np.empty(len(queries), dtype=np.int64)
-        sim = np.empty(len(queries), dtype=float)
+        flat: list[tuple[int, str, int | None]] = [
+            (q, norm, year) for q, text in enumerate(queries) for norm, year in query_variants(text)]
+        norms = [f[1] for f in flat]
+        best: dict[int, tuple[int, int, float]] = {}  # query -> (distance, index, similarity)
         step = max(1, _CHUNK_CELLS // len(self.catalog.norm))
-        for a in range(0, len(queries), step):
+        for a in range(0, len(flat), step):
             d = _levenshtein_matrix(norms[a:a + step], self.catalog.norm)
             mins = d.min(axis=1)
             for r in range(d.shape[0]):
-                i = self._pick(np.flatnonzero(d[r] == mins[r]), years[a + r])
-                idx[a + r] = i
-                sim[a + r] = self._sim(norms[a + r], i, int(mins[r]))
+                q, norm, year = flat[a + r]
+                if q in best and best[q][0] <= mins[r]:
+                    continue  # an earlier form is at least as close
+                i = self._pick(np.flatnonzero(d[r] == mins[r]), year)
+                best[q] = (int(mins[r]), i, self._sim(norm, i, int(mins[r])))
+        idx = np.array([best[q][1] for q in range(len(queries))], dtype=np.int64)
+        sim = np.array([best[q][2] for q in range(len(queries))], dtype=float)
         return idx, sim
 
     def _best_one_reference(self, query):
         import jellyfish
 
-        qn, year = normalize_title(query), split_year(query)[1]
-        best_d, cands = None, []
-        for i, cn in enumerate(self.catalog.norm):
-            d = jellyfish.levenshtein_distance(qn, cn)
-            if best_d is None or d < best_d:
-                best_d, cands = d, [i]
-            elif d == best_d:
-                cands.append(i)
-        i = self._pick(np.array(cands), year)
-        return i, self._sim(qn, i, best_d)
+        result = None
+        for qn, year in query_variants(query):
+            best_d, cands = None, []
+            for i, cn in enumerate(self.catalog.norm):
+                d = jellyfish.levenshtein_distance(qn, cn)
+                if best_d is None or d < best_d:
+                    best_d, cands = d, [i]
+                elif d == best_d:
+                    cands.append(i)
+            if result is None or best_d < result[0]:
+                i = self._pick(np.array(cands), year)
+                result = (best_d, i, self._sim(qn, i, best_d))
+        return result[1], result[2]
 
 
 class EmbeddingMatcher(Matcher):
@@ -433,7 +463,9 @@ def embed_texts(texts: Sequence[str], cache: bool = True, batch_size: int = 128)
 
 
 # ----------------------------------------------------------------------------- thresholds
-def _outcomes(pred: list[list[int] | None], truth: Sequence[Sequence[int] | None]) -> pd.DataFrame:
+def outcomes(pred: list[list[int] | None], truth: Sequence[Sequence[int] | None]) -> pd.DataFrame:
+    """Per title: ``correct`` (right ids, or no match for a film outside the catalog),
+    ``false_match`` (ids returned but wrong) and ``missed`` (no match for a catalog film)."""
     rows = []
     for p, t in zip(pred, truth, strict=True):
         t = None if t is None or len(t) == 0 else set(int(i) for i in t)
@@ -448,7 +480,7 @@ def matcher_accuracy(matcher: Matcher, titles: Sequence[str],
     """``accuracy`` (right ids, or no match for a film outside the catalog), ``false_match_rate``
     (ids returned but wrong, including any match for a film not in the catalog) and
     ``miss_rate`` (no match for a film that is in the catalog), at the matcher's threshold."""
-    o = _outcomes(matcher.match(titles), truth)
+    o = outcomes(matcher.match(titles), truth)
     return {"n": len(o), "accuracy": float(o["correct"].mean()),
             "false_match_rate": float(o["false_match"].mean()),
             "miss_rate": float(o["missed"].mean())}
@@ -473,7 +505,7 @@ def choose_threshold(
     idx, sim = matcher.best(titles)
     table = []
     for thr in cands:
-        o = _outcomes(matcher._decide(idx, sim, float(thr)), truth)
+        o = outcomes(matcher._decide(idx, sim, float(thr)), truth)
         table.append({"threshold": float(thr), "accuracy": float(o["correct"].mean()),
                       "false_match_rate": float(o["false_match"].mean()),
                       "miss_rate": float(o["missed"].mean())})

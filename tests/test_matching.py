@@ -19,6 +19,7 @@ from llmrec.matching import (
     load_messy_titles,
     matcher_accuracy,
     normalize_title,
+    query_variants,
     split_year,
     truth_ids,
 )
@@ -50,6 +51,8 @@ def test_normalize_and_split_year():
     assert normalize_title("the usual suspects!") == "the usual suspects"
     assert normalize_title("Misérables, Les (1995)") == "les miserables"
     assert normalize_title("Seven (Se7en) (1995)") == "seven"
+    assert query_variants("usual suspects the 1995")[-1] == ("the usual suspects", 1995)
+    assert query_variants("Heat (1995)") == [("heat", 1995)]
 
 
 def test_catalog_shared_titles_and_unknown(small):
@@ -76,6 +79,8 @@ def test_normalized_handles_article_year_and_case(small):
     m = get_matcher("normalized", small)
     assert m.match(["The Usual Suspects", "usual suspects, the", "Sabrina (1953)",
                     "Sabrina (1996)", "Heat"]) == [[1], [1], [3], [4], [7]]
+    # punctuation stripped by the writer: bare year, article without its comma
+    assert m.match(["usual suspects the 1995", "sabrina 1954"]) == [[1], [3]]
     # an unrelated film stays unmatched (hallucinated), never forced onto the nearest
     assert m.match(["Inception (2010)"]) == [None]
 

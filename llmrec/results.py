@@ -1,0 +1,143 @@
+"""The results table: gather ``metrics.json`` files into ``results.csv`` and ``results.md``.
+
+PROTOCOL.md section 7. Each ``metrics.json`` (written by
+:func:`llmrec.artifacts.save_system_run`) is one row, keyed by ``(system, setting, split)``;
+writing upserts: a new row replaces an older row with the same key, other rows stay.
+:func:`recompute` re-scores a row's predictions file, so every number can be checked.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
+from llmrec.errors import LlmrecError
+from llmrec.paths import repo_root, reports_dir
+
+KEY = ["system", "setting", "split"]
+FIRST_COLUMNS = [
+    "system", "setting", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
+    "recall_at_4", "ndcg_at_4", "hit_rate_at_4", "validity", "hallucination_rate", "coverage",
+    "predictions",
+]
+#: Columns of the table for people (results.md), with the interval folded into the mean.
+MD_COLUMNS = ["system", "setting", "split", "n_records", "map_at_4", "ndcg_at_10",
+              "hit_rate_at_10", "validity", "hallucination_rate", "coverage", "novelty"]
+
+
+def _metrics_files(item: str | Path) -> list[Path]:
+    p = Path(item)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        return sorted(p.rglob("metrics.json"))
+    raise LlmrecError(f"{p} is neither a run folder nor a metrics.json file; check the path")
+
+
+def collect(run_dirs_or_metrics_paths: Iterable[str | Path] | str | Path) -> pd.DataFrame:
+    """One row per ``metrics.json`` found under the given run folders (or the files named)."""
+    items = ([run_dirs_or_metrics_paths] if isinstance(run_dirs_or_metrics_paths, (str, Path))
+             else list(run_dirs_or_metrics_paths))
+    rows = []
+    for item in items:
+        for path in _metrics_files(item):
+            row = read_json(path)
+            missing = [k for k in KEY if k not in row]
+            if missing:
+                raise LlmrecError(f"{path} lacks {missing}; write it with "
+                                  "llmrec.artifacts.save_system_run")
+            rows.append(row)
+    return order_columns(pd.DataFrame(rows))
+
+
+def order_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The fixed first columns (those present), then the rest in their order."""
+    first = [c for c in FIRST_COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def upsert(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` with every row keyed like a row of ``new`` replaced by it; new keys appended."""
+    if old.empty:
+        return new.reset_index(drop=True)
+    if new.empty:
+        return old.reset_index(drop=True)
+    new_keys = set(map(tuple, new[KEY].astype(str).to_numpy()))
+    keep = [tuple(k) not in new_keys for k in old[KEY].astype(str).to_numpy()]
+    return pd.concat([old[keep], new], ignore_index=True)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """The table for people: a mean with its interval as ``0.012 [0.008, 0.016]``."""
+    cols = [c for c in MD_COLUMNS if c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            value = _fmt(row[c])
+            low, high = row.get(f"{c}_low"), row.get(f"{c}_high")
+            if value and low is not None and high is not None and not (
+                    pd.isna(low) or pd.isna(high)):
+                value += f" [{_fmt(low)}, {_fmt(high)}]"
+            cells.append(value.replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(df: pd.DataFrame, out_dir: str | Path | None = None,
+                  replace: bool = False) -> dict[str, Path]:
+    """Upsert ``df`` into ``<out_dir>/results.csv`` and rewrite ``results.md`` (atomically).
+
+    ``out_dir`` defaults to ``reports/``. Rows keyed ``(system, setting, split)`` replace
+    older rows with the same key; with ``replace`` the old table is dropped entirely."""
+    out = Path(out_dir) if out_dir is not None else reports_dir()
+    csv_path, md_path = out / "results.csv", out / "results.md"
+    missing = [k for k in KEY if k not in df.columns]
+    if missing:
+        raise LlmrecError(f"results lack the key columns {missing}; gather them with collect()")
+    table = df
+    if csv_path.is_file() and not replace:
+        table = upsert(pd.read_csv(csv_path), df)
+    table = order_columns(table)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_text(md_path, to_markdown(table))
+    return {"csv": csv_path, "md": md_path}
+
+
+def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
+              item_popularity: Mapping[int, float] | None = None, n_boot: int = 1000,
+              seed: int = 0) -> dict[str, Any]:
+    """Re-score the predictions file a results row points to; return the metrics dict.
+
+    K values are read from the row's ``map_at_K`` columns; ``catalog_size`` from the row when
+    it has one (for coverage). Novelty needs the training likes' ``item_popularity``."""
+    from llmrec.metrics import score
+
+    path = Path(str(row["predictions"]))
+    if not path.is_absolute():
+        path = repo_root() / path
+    if not path.is_file():
+        raise LlmrecError(f"predictions file {path} not found; rerun the system or fix the path")
+    ks = sorted(int(c[len("map_at_"):]) for c in row
+                if c.startswith("map_at_") and c[len("map_at_"):].isdigit())
+    size = catalog_size
+    if size is None and row.get("catalog_size") is not None and not pd.isna(row["catalog_size"]):
+        size = int(row["catalog_size"])
+    return score(read_jsonl(path), k_values=tuple(ks) or (4, 10), catalog_size=size,
+                 item_popularity=item_popularity, n_boot=n_boot, seed=seed)
