@@ -166,6 +166,7 @@ def test_bad_lora_options_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
 
     params = tmp_path / "bad.yaml"
     params.write_text("model: tiny-llama\nlora:\n  lora_rank: 4\n")
+    capsys.readouterr()
     assert main(["train", "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown lora option 'lora_rank'") and "\n" not in err
