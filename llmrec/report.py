@@ -122,9 +122,10 @@ def common_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _metrics_files(run_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
-            for p in run_dir.glob("*/*/metrics.json")}
+def _products(run_dir: Path) -> dict[str, int]:
+    """The run's ``metrics.json`` files and figures, with their modification times."""
+    files = [*run_dir.glob("*/*/metrics.json"), *run_dir.glob("figures/*.png")]
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in files}
 
 
 def _marker(run_dir: Path, stem: str) -> Path:
@@ -136,6 +137,14 @@ def _first_line(text: Any) -> str:
     return lines[0][:300] if lines else ""
 
 
+class _QuietUnknownParameters:
+    """Drop papermill's "Passed unknown parameter" warnings: every chapter gets the whole file
+    on purpose (``collect`` picks the schema's keys), so they are expected, not news."""
+
+    def filter(self, record) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
 def execute_chapter(
     notebook: Path, params: dict[str, Any], run_dir: Path, resume: bool = True
 ) -> dict[str, Any]:
@@ -145,8 +154,14 @@ def execute_chapter(
     failure ``error`` is ``"<ename>: <evalue>"`` of the failing cell. Never raises for a
     notebook's own error.
     """
+    import logging
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    pm_logger = logging.getLogger("papermill")
+    if not any(isinstance(f, _QuietUnknownParameters) for f in pm_logger.filters):
+        pm_logger.addFilter(_QuietUnknownParameters())
 
     stem = notebook.stem
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +176,7 @@ def execute_chapter(
             return {"chapter": stem, "status": "skipped", "seconds": done.get("seconds", 0.0),
                     "error": None, "metrics": done.get("metrics", [])}
     marker.unlink(missing_ok=True)  # a stale marker must not vouch for this run's files
-    before = _metrics_files(run_dir)
+    before = _products(run_dir)
     start = time.perf_counter()
     error = None
     try:
@@ -174,13 +189,16 @@ def execute_chapter(
     except Exception as err:  # kernel died, notebook unreadable...: report, go on
         error = f"{type(err).__name__}: {_first_line(err)}"
     seconds = round(time.perf_counter() - start, 1)
-    after = _metrics_files(run_dir)
+    after = _products(run_dir)
     written = sorted(p for p, t in after.items() if before.get(p) != t)
+    metrics = [p for p in written if p.endswith("metrics.json")]
+    figures = [p for p in written if p.endswith(".png")]
     if error is None:
-        write_json(marker, {"hash": key, "seconds": seconds, "metrics": written,
+        write_json(marker, {"hash": key, "seconds": seconds, "metrics": metrics,
+                            "figures": figures,
                             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return {"chapter": stem, "status": "failed" if error else "ok", "seconds": seconds,
-            "error": error, "metrics": written if error is None else []}
+            "error": error, "metrics": metrics if error is None else []}
 
 
 def _update_run_json(run_dir: Path, params: dict[str, Any], record: dict[str, Any]) -> None:
@@ -241,8 +259,9 @@ def run_report(
 ) -> dict[str, Any]:
     """Run the report for ``param_files``; aggregate; return a summary.
 
-    ``out_root`` defaults to ``runs/``, ``reports_out`` to ``reports/``, ``notebooks_dir``
-    to ``notebooks/``. ``chapters`` overrides every file's ``chapters`` key. The summary:
+    ``out_root`` defaults to ``runs/``, ``reports_out`` to ``reports/`` (for smoke-only runs:
+    ``<out_root>/smoke-reports/``, so the committed report is never replaced by meaningless
+    numbers), ``notebooks_dir`` to ``notebooks/``. ``chapters`` overrides every file's ``chapters`` key. The summary:
     ``{"chapters": [{run, chapter, status, seconds, error}], "missing": [...],
     "failed": [...], "results": {...} or None, "wall_seconds": float}``.
     """
@@ -268,6 +287,8 @@ def run_report(
             line += f" -- {record['error']}"
         tqdm.write(line)
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
+    if reports_out is None and profiles == {"smoke"}:  # never overwrite the committed report
+        reports_out = out_root / "smoke-reports"
     results = aggregate(out_root, reports_out, profiles=profiles)
     summary = {"chapters": done, "missing": missing,
                "failed": [d for d in done if d["status"] == "failed"],
@@ -278,10 +299,10 @@ def run_report(
 # --- aggregation ----------------------------------------------------------------------------
 
 def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Every run under ``out_root`` with its completed chapters' ``metrics.json`` files.
+    """Every run under ``out_root`` with what its completed chapters wrote.
 
-    ``[{"run", "run_dir", "params", "metrics": [Path...]}]``, runs with no completed
-    chapter left out; ``profiles`` keeps only runs of those profiles.
+    ``[{"run", "run_dir", "params", "metrics": [Path...], "figures": [Path...]}]``, runs with
+    no completed chapter left out; ``profiles`` keeps only runs of those profiles.
     """
     out = []
     for info_path in sorted(Path(out_root).glob("*/run.json")):
@@ -289,14 +310,15 @@ def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) 
         params = read_json(info_path).get("params", {})
         if profiles is not None and params.get("profile") not in set(profiles):
             continue
-        metrics: list[Path] = []
+        found: dict[str, list[Path]] = {"metrics": [], "figures": []}
         markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
         for marker in markers:
-            metrics += [run_dir / m for m in read_json(marker).get("metrics", [])
-                        if (run_dir / m).is_file()]
+            done = read_json(marker)
+            for kind, paths in found.items():
+                paths += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
         if markers:
             out.append({"run": run_dir.name, "run_dir": run_dir, "params": params,
-                        "metrics": sorted(set(metrics))})
+                        **{kind: sorted(set(paths)) for kind, paths in found.items()}})
     return out
 
 
@@ -355,7 +377,7 @@ def aggregate(
         frames.append(df)
     figures: list[str] = []
     for r in runs:
-        for png in sorted((r["run_dir"] / "figures").glob("*.png")):
+        for png in r["figures"]:
             dst = fig_root / r["run"] / png.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(png, dst)
@@ -363,7 +385,7 @@ def aggregate(
     if not frames:
         return None
     table = pd.concat(frames, ignore_index=True)
-    write_results(table, reports_out)
+    write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
     for fig_path in plots.summary_figures(table, fig_root):
         figures.append(_rel_to_repo(fig_path))
     return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),

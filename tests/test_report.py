@@ -1,0 +1,208 @@
+"""The report command: papermill runs per parameter file, failures, resume, aggregation.
+
+Two parts. Small stand-in chapters (built here, each a few lines) check the machinery fast:
+a model-independent chapter runs once for two parameter files, a chapter that raises is
+reported by name with its error while the others go on and none of its rows reach the
+table, and a rerun skips what completed. Then the real report runs end to end on
+``params/smoke.yaml`` (the tiny random model) with whatever chapters ``notebooks/`` holds,
+and every number of its results table must recompute from its predictions file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.report import notebooks_in, plan, run_report, select_chapters
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
+            "hallucination_rate", "predictions"]
+
+# A stand-in chapter body: a few records scored by the real metrics and written the one way.
+WRITE_SYSTEM = '''
+from pathlib import Path
+from llmrec.artifacts import save_system_run
+from llmrec.metrics import score
+rows = [{"record_id": f"{u}-0", "target_ids": [1, 2, 3, 4],
+         "predicted_ids": [__SHIFT__ + u, 2, None, [3, 9]], "titles": ["a", "b", "c", "d"]}
+        for u in range(6)]
+metrics = score(rows, k_values=(4,), catalog_size=50, item_popularity=None, n_titles_expected=4)
+save_system_run(P["run_dir"], __SYSTEM__, "__SETTING__", "temporal", rows, metrics)
+(Path(P["run_dir"]) / "figures" / "__STEM__.png").write_bytes(b"not really a png")
+'''
+
+
+def _writer(shift: int, system: str, setting: str, stem: str) -> str:
+    return (WRITE_SYSTEM.replace("__SHIFT__", str(shift)).replace("__SYSTEM__", system)
+            .replace("__SETTING__", setting).replace("__STEM__", stem))
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('name = "x"\nrun_dir = "runs/dev"\nprofile = "smoke"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("A stand-in chapter."), params,
+                nbformat.v4.new_code_cell("from llmrec.params import collect\nP = collect(globals())"),
+                nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def fake_chapters(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_data.ipynb", 'print("data chapter for", P["name"])')
+    _notebook(folder / "02_zero_shot.ipynb",
+              _writer(0, 'P["name"]', "zero-shot/greedy", "02"))
+    _notebook(folder / "03_boom.ipynb",
+              _writer(1, 'P["name"]', "boom/greedy", "03")
+              + '\nraise ValueError("boom on purpose")\n')
+    _notebook(folder / "05_baselines.ipynb",
+              _writer(2, '"popularity"', "baseline", "05"))
+    files = []
+    for name in ("a", "b"):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(f"name: {name}\nmodel: tiny-llama\nprofile: smoke\nsplits: [temporal]\n")
+        files.append(f)
+    return folder, files
+
+
+def _assert_recomputes(table: pd.DataFrame) -> None:
+    """Every metric of every row equals what llmrec.results.recompute gets from its file."""
+    from llmrec.results import recompute
+
+    for row in table.to_dict("records"):
+        assert (ROOT / row["predictions"]).is_file() or Path(row["predictions"]).is_file()
+        again = recompute(row)
+        again = again.to_dict() if hasattr(again, "to_dict") else dict(again)
+        compared = 0
+        for key, value in again.items():
+            if key in row and isinstance(value, (int, float)) and not isinstance(value, bool):
+                mine = row[key]
+                if isinstance(mine, float) and math.isnan(mine):
+                    continue  # a column this row does not have (another system's metric)
+                assert value == pytest.approx(mine, abs=1e-9), (row["system"], key)
+                compared += 1
+        assert compared >= 5 and "map_at_4" in again
+
+
+def test_chapter_selection():
+    paths = [Path(f"{s}.ipynb") for s in ("01_data", "02_zero_shot", "04_lora_finetune")]
+    chosen, missing = select_chapters(paths, ["02", 4, "zero_shot", "07"])
+    assert [p.stem for p in chosen] == ["02_zero_shot", "04_lora_finetune"]
+    assert missing == ["07_beyond"]
+    chosen, missing = select_chapters(paths, None)
+    assert len(chosen) == 3 and "05_baselines" in missing and "01_data" not in missing
+
+
+def test_every_file_is_validated_before_anything_runs(tmp_path, fake_chapters):
+    folder, files = fake_chapters
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbatch_sise: 4\n")
+    with pytest.raises(LlmrecError, match="batch_sise"):
+        run_report([*files, bad], out_root=tmp_path / "runs", reports_out=tmp_path / "reports",
+                   notebooks_dir=folder)
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_common_chapters_run_once(tmp_path, fake_chapters):
+    folder, files = fake_chapters
+    tasks, missing = plan(files, tmp_path / "runs", None, folder)
+    runs = [(t[0], t[3].stem) for t in tasks]
+    assert runs.count(("common-ml-100k-smoke", "01_data")) == 1
+    assert runs.count(("common-ml-100k-smoke", "05_baselines")) == 1
+    assert ("a", "02_zero_shot") in runs and ("b", "02_zero_shot") in runs
+    assert {m["chapter"] for m in missing} >= {"04_lora_finetune", "06_decoding", "07_beyond"}
+
+
+def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapters):
+    folder, files = fake_chapters
+    out, reports = tmp_path / "runs", tmp_path / "reports"
+    summary = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder)
+    status = {(c["run"], c["chapter"]): c for c in summary["chapters"]}
+    assert len(status) == 6  # 2 common + 2 x 2 per model
+    failed = {(c["run"], c["chapter"]) for c in summary["failed"]}
+    assert failed == {("a", "03_boom"), ("b", "03_boom")}
+    assert "ValueError: boom on purpose" in status[("a", "03_boom")]["error"]
+    assert all(c["status"] == "ok" for k, c in status.items() if k not in failed)
+    # run folders: executed notebooks, figures, run.json with per-notebook wall time
+    assert (out / "a" / "notebooks" / "02_zero_shot.ipynb").is_file()
+    assert (out / "a" / "notebooks" / "03_boom.ipynb").is_file()  # kept, with the error in it
+    from llmrec.artifacts import read_json
+
+    info = read_json(out / "a" / "run.json")
+    assert info["notebooks"]["02_zero_shot"]["status"] == "ok"
+    assert info["notebooks"]["02_zero_shot"]["seconds"] > 0
+    assert info["notebooks"]["03_boom"]["status"] == "failed"
+    assert info["params"]["name"] == "a" and info["versions"]["papermill"]
+    # the table: completed chapters only (boom wrote a system before raising: not in it)
+    table = pd.read_csv(reports / "results.csv")
+    assert set(zip(table["system"], table["setting"], strict=True)) == {
+        ("a", "zero-shot/greedy"), ("b", "zero-shot/greedy"), ("popularity", "baseline")}
+    assert all(c in table.columns for c in SECTION7)
+    assert (table["n_records"] == 6).all()
+    assert "popularity" in (reports / "results.md").read_text()
+    for rel in table["predictions"]:  # copied beside the table, not pointing into runs/
+        assert Path(rel).is_absolute() or (ROOT / rel).is_file()
+        assert str(reports) in str(Path(rel) if Path(rel).is_absolute() else ROOT / rel)
+    _assert_recomputes(table)
+    assert (reports / "figures" / "summary_blog_vs_ours.png").stat().st_size > 10_000
+    assert (reports / "figures" / "size_trend.png").is_file()
+    assert (reports / "figures" / "a" / "02.png").is_file()
+    assert not (reports / "figures" / "a" / "03.png").exists()  # from the failed chapter
+
+    # rerun: completed notebooks are skipped, the failing one is tried again
+    again = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder)
+    st = {(c["run"], c["chapter"]): c["status"] for c in again["chapters"]}
+    assert st[("a", "02_zero_shot")] == st[("common-ml-100k-smoke", "01_data")] == "skipped"
+    assert st[("a", "03_boom")] == "failed"
+    assert len(pd.read_csv(reports / "results.csv")) == 3
+    # a changed parameter reruns what depends on it
+    files[0].write_text(files[0].read_text() + "seed: 1\n")
+    third = run_report(files[:1], out_root=out, reports_out=reports, notebooks_dir=folder,
+                       chapters=["02"])
+    assert [c["status"] for c in third["chapters"]] == ["ok"]
+
+
+def test_cli_reports_failure_with_exit_code(tmp_path, fake_chapters, capsys, monkeypatch):
+    """``python -m llmrec report`` prints the failing chapter with its error and exits 1."""
+    from llmrec import report
+    from llmrec.cli import main
+
+    folder, files = fake_chapters
+    real = report.run_report
+    monkeypatch.setattr(report, "run_report",
+                        lambda *a, **k: real(*a, **{**k, "notebooks_dir": folder}))
+    code = main(["report", str(files[0]), "--chapters", "03", "--out", str(tmp_path / "r"),
+                 "--reports", str(tmp_path / "rep")])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED a/03_boom: ValueError: boom on purpose" in out
+
+
+REAL = notebooks_in(ROOT / "notebooks")
+
+
+@pytest.mark.skipif(not REAL, reason="no chapter notebooks yet")
+def test_smoke_report_end_to_end(tmp_path):
+    """The whole report on params/smoke.yaml, with every chapter notebooks/ holds."""
+    out, reports = tmp_path / "runs", tmp_path / "reports"
+    summary = run_report([ROOT / "params" / "smoke.yaml"], out_root=out, reports_out=reports)
+    assert not summary["failed"], summary["failed"]
+    ran = {c["chapter"] for c in summary["chapters"]}
+    assert ran == {p.stem for p in REAL}
+    table = pd.read_csv(reports / "results.csv")
+    assert len(table) and all(c in table.columns for c in SECTION7)
+    assert "temporal" in set(table["split"])
+    _assert_recomputes(table)
+    # resume: nothing runs the second time
+    again = run_report([ROOT / "params" / "smoke.yaml"], out_root=out, reports_out=reports)
+    assert {c["status"] for c in again["chapters"]} == {"skipped"}
+
