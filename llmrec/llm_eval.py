@@ -9,13 +9,15 @@ An empty or unparsable completion is a row with no predictions: it counts as inv
 it is never dropped and never stops the run.
 
 Failure modes measured per completion (:func:`failure_flags`): empty, looks like code,
-drifted into another language, a year after the catalog's last one or in the future
-(``Star Wars (2025)``), a catalog title given with another year than the catalog's.
+drifted into another language, a bare article for a title (``The (1995)``), a year after
+the catalog's last one or in the future (``Star Wars (2025)``), a catalog title given with
+another year than the catalog's, a title copied from a few-shot example's answer.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,8 +27,9 @@ import pandas as pd
 from llmrec.decoding import generate
 from llmrec.parsing import classify_completion, parse_completion
 
-FAILURE_COLUMNS = ["empty", "looks_like_code", "non_english", "future_year",
+FAILURE_COLUMNS = ["empty", "looks_like_code", "non_english", "article_only", "future_year",
                    "year_after_catalog", "wrong_year", "copied_example"]
+_ARTICLE_ONLY = re.compile(r"^\W*(the|a|an)?\W*(\(\d{4}\))?\W*$", re.IGNORECASE)
 
 
 class YearIndex:
@@ -64,9 +67,14 @@ class YearIndex:
 
 def failure_flags(completion: str, titles: Sequence[str], years: YearIndex,
                   example_titles: frozenset[str] = frozenset()) -> dict[str, bool]:
-    """All failure-mode flags of one completion (see the module docstring);
-    ``copied_example``: a title copied from a few-shot example's answer."""
-    return {**classify_completion(completion), **years.flags(titles),
+    """All failure-mode flags of one completion (see the module docstring).
+
+    ``article_only``: a "title" that is only an article and a year (``The (1995)``: the model
+    copies MovieLens' trailing-article form without the title); ``copied_example``: a title
+    copied from a few-shot example's answer."""
+    return {**classify_completion(completion),
+            "article_only": any(_ARTICLE_ONLY.match(t) for t in titles),
+            **years.flags(titles),
             "copied_example": any(t in example_titles for t in titles)}
 
 

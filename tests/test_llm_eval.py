@@ -43,6 +43,10 @@ def test_rows_and_metrics_from_fixed_completions(setup, ml100k, monkeypatch):
     assert rows[3]["failures"]["future_year"] and rows[3]["failures"]["year_after_catalog"]
     assert rows[3]["failures"]["wrong_year"]  # Toy Story is 1995 in the catalog
     assert not rows[0]["failures"]["wrong_year"]
+    assert not any(r["failures"]["article_only"] for r in rows)
+    flags = E.failure_flags("1. The (1995)\n2. Heat (1995)", ["The (1995)", "Heat (1995)"],
+                            E.YearIndex(ml100k.movies), frozenset({"Heat (1995)"}))
+    assert flags["article_only"] and flags["copied_example"] and not flags["wrong_year"]
     assert metrics["n_records"] == 5
     assert metrics["validity"] == pytest.approx(2 / 5)  # rows 0 and 3 hold 4 titles
     assert metrics["empty_rate"] == pytest.approx(2 / 5)  # the Spanish sentence parses as a title
