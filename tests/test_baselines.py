@@ -123,3 +123,88 @@ def test_ml100k_temporal_ordering_and_speed(ml100k):
 
 def test_baselines_list():
     assert BASELINES == ["random", "popularity", "item_knn", "content", "als"]
+
+
+# ----------------------------------------------------------------------------- results table
+def _save_two(run_dir):
+    from llmrec.artifacts import save_system_run
+
+    rows = [{"record_id": "1-0", "input_ids": [9], "target_ids": [1, 2, 3, 4],
+             "predicted_ids": [1, 5, 2, 6]},
+            {"record_id": "2-0", "input_ids": [9], "target_ids": [5, 6, 7, 8],
+             "predicted_ids": [1, 2, 3, 4]}]
+    for system in ("popularity", "random"):
+        m = score(rows, catalog_size=20, n_boot=100)
+        save_system_run(run_dir, system, "baseline", "temporal", rows, m)
+    return rows
+
+
+def test_results_collect_write_upsert_recompute(tmp_path):
+    from llmrec.results import FIRST_COLUMNS, collect, recompute, write_results
+
+    run_dir = tmp_path / "run"
+    rows = _save_two(run_dir)
+    df = collect([run_dir])
+    assert len(df) == 2 and list(df.columns[:len(FIRST_COLUMNS)]) == FIRST_COLUMNS
+    out = tmp_path / "reports"
+    write_results(df, out)
+    csv = pd.read_csv(out / "results.csv")
+    assert set(csv["system"]) == {"popularity", "random"}
+    md = (out / "results.md").read_text()
+    m4 = (1 + 2 / 3) / 4 / 2
+    assert f"{m4:.3f} [" in md and md.count("\n") == 4
+    # upsert: a newer row with the same key replaces the old one, other rows stay
+    newer = df[df["system"] == "random"].assign(map_at_4=0.5)
+    write_results(newer, out)
+    csv = pd.read_csv(out / "results.csv")
+    assert len(csv) == 2
+    assert csv.set_index("system").loc["random", "map_at_4"] == 0.5
+    assert csv.set_index("system").loc["popularity", "map_at_4"] == pytest.approx(m4)
+    # every number recomputes from its predictions file
+    row = df.iloc[0].to_dict()
+    again = recompute(row, n_boot=100)
+    for key in ("map_at_4", "map_at_4_low", "ndcg_at_10", "coverage", "hit_rate_at_4"):
+        assert again[key] == pytest.approx(row[key])
+    assert again["n_records"] == len(rows)
+
+
+def test_results_bad_paths(tmp_path):
+    from llmrec.results import collect, recompute
+
+    with pytest.raises(LlmrecError, match="neither"):
+        collect([tmp_path / "nowhere"])
+    with pytest.raises(LlmrecError, match="not found"):
+        recompute({"predictions": str(tmp_path / "missing.jsonl.gz"), "map_at_4": 0.1})
+
+
+# ----------------------------------------------------------------------------- notebook 05
+def test_notebook_05_runs_and_its_numbers_recompute(tmp_path, ml100k):
+    import papermill
+
+    from llmrec.artifacts import read_json
+    from llmrec.paths import repo_root
+    from llmrec.results import collect, recompute
+
+    run_dir = tmp_path / "run"
+    papermill.execute_notebook(
+        str(repo_root() / "notebooks" / "05_baselines.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters=dict(run_dir=str(run_dir), splits=["temporal", "blog"]),
+        kernel_name="python3", cwd=str(repo_root()), progress_bar=False,
+    )
+    table = collect([run_dir]).set_index(["system", "split"])
+    assert len(table) == 2 * len(BASELINES)
+    assert (table["setting"] == "baseline").all()
+    assert (table.xs("temporal", level="split")["n_records"] == 897).all()
+    pop = table.loc[("popularity", "temporal")]
+    assert 0.01 < pop["map_at_4"] < 0.04
+    assert pop["map_at_4_low"] < pop["map_at_4"] < pop["map_at_4_high"]
+    assert table.loc[("random", "temporal"), "map_at_4"] < pop["map_at_4"]
+    again = recompute(pop.to_dict(), n_boot=1000)
+    for key in ("map_at_4", "map_at_4_low", "map_at_4_high", "ndcg_at_10", "coverage"):
+        assert again[key] == pytest.approx(pop[key])
+    matching = read_json(run_dir / "matching.json")
+    acc = {r["matcher"]: r["accuracy"] for r in matching["test"]}
+    assert acc["normalized"] > acc["levenshtein"]
+    assert (run_dir / "results.csv").is_file() and (run_dir / "results.md").is_file()
+    assert {p.name for p in (run_dir / "figures").glob("*.png")} == {
+        "matcher_thresholds.png", "baselines_map_at_4.png"}
