@@ -491,6 +491,7 @@ def train_lora(
     """
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -513,6 +514,9 @@ def train_lora(
         return TrainResult(**stored)
 
     session_start = time.perf_counter()
+    # accelerate keeps one process-wide state; a notebook or test may train again with
+    # another precision (the distributed set-up, PartialState, is kept)
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision or "no",
                               cpu=device == "cpu")
     load_device = "cpu"

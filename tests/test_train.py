@@ -148,6 +148,17 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "train_result.json").exists()
 
 
+@pytest.mark.parametrize("options", [dict(quantization="4bit", gradient_checkpointing=True),
+                                     dict(mixed_precision="bf16")], ids=["qlora-4bit", "bf16"])
+def test_gpu_options_train_on_the_cpu_too(tiny_model_dir, tmp_path, options):
+    # QLoRA (bitsandbytes 4-bit base + prepare_model_for_kbit_training) and bf16 autocast
+    result = train_lora(str(tiny_model_dir), TRAIN, VALID, tmp_path, _config(max_steps=3, **options),
+                        progress=False)
+    assert result.steps == 3 and result.history[-1]["epoch"] == 0.75  # stopped mid-epoch 1
+    assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
+    assert result.trainable_params == 3584  # r 8 on q_proj (64 -> 64) and v_proj (64 -> 32), 2 layers
+
+
 def test_bad_lora_options_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(LlmrecError, match="unknown lora option 'rank'"):
         config_for("cpu", rank=8)
