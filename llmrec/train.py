@@ -407,7 +407,7 @@ def _load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) -
 
     weights = load_file(str(folder / "adapter_model.safetensors"))
     set_peft_model_state_dict(model, weights)
-    blob = torch.load(folder / "trainer_state.pt", weights_only=False)
+    blob = torch.load(folder / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"]["torch"])
