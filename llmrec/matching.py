@@ -179,15 +179,23 @@ class Matcher:
         return f"{type(self).__name__}(threshold={self.threshold}, titles={len(self.catalog.titles)})"
 
     # -- to implement
-    def _best_bulk(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _best_bulk(self, queries: list[str], prune_below: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Best index and similarity per query. With ``prune_below`` a similarity under it may
+        be reported as 0 (work is skipped for titles that cannot reach it)."""
         raise NotImplementedError
 
     def _best_one_reference(self, query: str) -> tuple[int, float]:
         raise NotImplementedError
 
     # -- shared
-    def best(self, titles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per title: index into ``catalog.titles`` (-1 for an empty title) and similarity."""
+    def best(self, titles: Sequence[str], prune_below: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Per title: index into ``catalog.titles`` (-1 for an empty title) and similarity.
+
+        With ``prune_below`` (what :meth:`match` passes: the threshold) a title whose best
+        similarity is under it may come back with similarity 0: the answer to "match or not"
+        is unchanged, and the edit-distance matchers skip most of the catalog."""
         clean = [str(t).strip() for t in titles]
         uniq = list(dict.fromkeys(t for t in clean if t))
         found: dict[str, tuple[int, float]] = {}
@@ -198,7 +206,7 @@ class Matcher:
             else:
                 rest.append(t)
         if rest:
-            idx, sim = self._best_bulk(rest)
+            idx, sim = self._best_bulk(rest, prune_below)
             found.update({t: (int(i), float(s)) for t, i, s in zip(rest, idx, sim, strict=True)})
         out_i = np.array([found[t][0] if t else -1 for t in clean], dtype=np.int64)
         out_s = np.array([found[t][1] if t else 0.0 for t in clean], dtype=float)
@@ -211,7 +219,7 @@ class Matcher:
 
     def match(self, titles: Sequence[str]) -> list[list[int] | None]:
         """Per title, the matched catalog title's item ids, or None (no title close enough)."""
-        return self._decide(*self.best(titles))
+        return self._decide(*self.best(titles, prune_below=self.threshold))
 
     def match_reference(self, titles: Sequence[str]) -> list[list[int] | None]:
         """The same answer by the plain loop: every title against every catalog title."""
@@ -224,12 +232,61 @@ class Matcher:
         return self._decide(np.array(idx, dtype=np.int64), np.array(sim, dtype=float))
 
 
-def _levenshtein_matrix(queries: list[str], choices: list[str]) -> np.ndarray:
+def max_distance(length: int, threshold: float | None) -> int | None:
+    """The largest edit distance that can still reach ``threshold`` for a string of ``length``.
+
+    Similarity is 1 - d / max(len(a), len(b)) and len(b) <= len(a) + d, so
+    1 - d / max >= t implies d <= (1 - t) * len(a) / t. None: no bound (t <= 0)."""
+    if threshold is None or threshold <= 0:
+        return None
+    return int(np.floor((1 - threshold + 1e-12) * length / (threshold - 1e-12) + 1e-9))
+
+
+def nearest(queries: Sequence[str], choices: Sequence[str],
+            cutoffs: Sequence[int | None] | None = None) -> list[tuple[int, np.ndarray]]:
+    """Per query: the smallest edit distance to ``choices`` and the indices (ascending) of
+    every choice at that distance.
+
+    With ``cutoffs`` (one per query, None for none) a query is compared only with choices
+    whose length differs by at most its cutoff, with rapidfuzz's ``score_cutoff``; when no
+    choice is within the cutoff the answer is ``(cutoff + 1, [])``. Exact otherwise: a choice
+    outside the length window is more than the cutoff away."""
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 
-    return process.cdist(queries, choices, scorer=Levenshtein.distance, dtype=np.int32,
-                         workers=-1)
+    lens = np.array([len(c) for c in choices])
+    order = np.argsort(lens, kind="stable")
+    sorted_lens = lens[order]
+    cutoffs = list(cutoffs) if cutoffs is not None else [None] * len(queries)
+    groups: dict[tuple[int, int | None], list[int]] = {}
+    for q, (text, c) in enumerate(zip(queries, cutoffs, strict=True)):
+        groups.setdefault((len(text) if c is not None else -1, c), []).append(q)
+    out: list[tuple[int, np.ndarray]] = [(0, np.empty(0, dtype=np.int64))] * len(queries)
+    for (length, c), members in groups.items():
+        if c is None:
+            cand = np.arange(len(choices))
+        else:
+            lo = np.searchsorted(sorted_lens, length - c, side="left")
+            hi = np.searchsorted(sorted_lens, length + c, side="right")
+            cand = np.sort(order[lo:hi])
+        if len(cand) == 0:
+            for q in members:
+                out[q] = (c + 1, np.empty(0, dtype=np.int64))
+            continue
+        cand_texts = [choices[i] for i in cand]
+        step = max(1, _CHUNK_CELLS // len(cand))
+        for a in range(0, len(members), step):
+            part = members[a:a + step]
+            d = process.cdist([queries[q] for q in part], cand_texts, scorer=Levenshtein.distance,
+                              dtype=np.int32, workers=-1, score_cutoff=c)
+            mins = d.min(axis=1)
+            for r, q in enumerate(part):
+                m = int(mins[r])
+                if c is not None and m > c:
+                    out[q] = (c + 1, np.empty(0, dtype=np.int64))
+                else:
+                    out[q] = (m, cand[d[r] == m])
+    return out
 
 
 class CommonChars(Matcher):
@@ -269,7 +326,7 @@ class CommonChars(Matcher):
                     m[r, o:o + min(n, self._max[ch])] = 1.0
         return m
 
-    def _best_bulk(self, queries):
+    def _best_bulk(self, queries, prune_below=None):
         idx = np.empty(len(queries), dtype=np.int64)
         sim = np.empty(len(queries), dtype=float)
         step = max(1, _CHUNK_CELLS // len(self.catalog.titles))
@@ -297,20 +354,15 @@ class LevenshteinMatcher(Matcher):
 
     name = "levenshtein"
 
-    def _best_bulk(self, queries):
+    def _best_bulk(self, queries, prune_below=None):
         titles = self.catalog.titles
-        lens = np.array([len(t) for t in titles])
-        idx = np.empty(len(queries), dtype=np.int64)
-        sim = np.empty(len(queries), dtype=float)
-        step = max(1, _CHUNK_CELLS // len(titles))
-        for a in range(0, len(queries), step):
-            part = queries[a:a + step]
-            d = _levenshtein_matrix(part, titles)
-            best = d.argmin(axis=1)
-            qlen = np.array([len(q) for q in part])
-            dist = d[np.arange(len(part)), best]
-            idx[a:a + len(part)] = best
-            sim[a:a + len(part)] = 1.0 - dist / np.maximum(qlen, lens[best])
+        cutoffs = [max_distance(len(q), prune_below) for q in queries]
+        idx = np.zeros(len(queries), dtype=np.int64)
+        sim = np.zeros(len(queries), dtype=float)
+        for r, (d, cands) in enumerate(nearest(queries, titles, cutoffs)):
+            if len(cands):  # empty: nothing within the cutoff, similarity stays 0
+                i = int(cands[0])  # the first in catalog order, as the reference
+                idx[r], sim[r] = i, 1.0 - d / max(len(queries[r]), len(titles[i]))
         return idx, sim
 
     def _best_one_reference(self, query):
@@ -343,21 +395,24 @@ class NormalizedMatcher(Matcher):
         longest = max(len(qn), len(self.catalog.norm[i]))
         return 1.0 - d / longest if longest else 0.0
 
-    def _best_bulk(self, queries):
+    def _best_bulk(self, queries, prune_below=None):
         flat: list[tuple[int, str, int | None]] = [
             (q, norm, year) for q, text in enumerate(queries) for norm, year in query_variants(text)]
-        norms = [f[1] for f in flat]
+        # one cutoff per query (the largest of its forms'), so that forms compare fairly
+        per_query: dict[int, int | None] = {}
+        for q, norm, _ in flat:
+            c = max_distance(len(norm), prune_below)
+            per_query[q] = None if c is None else max(c, per_query.get(q) or 0)
+        found = nearest([f[1] for f in flat], self.catalog.norm, [per_query[f[0]] for f in flat])
         best: dict[int, tuple[int, int, float]] = {}  # query -> (distance, index, similarity)
-        step = max(1, _CHUNK_CELLS // len(self.catalog.norm))
-        for a in range(0, len(flat), step):
-            d = _levenshtein_matrix(norms[a:a + step], self.catalog.norm)
-            mins = d.min(axis=1)
-            for r in range(d.shape[0]):
-                q, norm, year = flat[a + r]
-                if q in best and best[q][0] <= mins[r]:
-                    continue  # an earlier form is at least as close
-                i = self._pick(np.flatnonzero(d[r] == mins[r]), year)
-                best[q] = (int(mins[r]), i, self._sim(norm, i, int(mins[r])))
+        for (q, norm, year), (d, cands) in zip(flat, found, strict=True):
+            if q in best and best[q][0] <= d:
+                continue  # an earlier form is at least as close
+            if len(cands):
+                i = self._pick(cands, year)
+                best[q] = (d, i, self._sim(norm, i, d))
+            else:
+                best[q] = (d, 0, 0.0)  # nothing within the cutoff
         idx = np.array([best[q][1] for q in range(len(queries))], dtype=np.int64)
         sim = np.array([best[q][2] for q in range(len(queries))], dtype=float)
         return idx, sim
@@ -389,7 +444,7 @@ class EmbeddingMatcher(Matcher):
         super().__init__(catalog, threshold)
         self._matrix = embed_texts(catalog.titles, cache=True)
 
-    def _best_bulk(self, queries):
+    def _best_bulk(self, queries, prune_below=None):
         q = embed_texts(queries, cache=False)
         idx = np.empty(len(queries), dtype=np.int64)
         sim = np.empty(len(queries), dtype=float)

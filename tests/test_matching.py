@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -133,7 +134,12 @@ def test_fast_path_agrees_with_reference(catalog, name):
     ref = [m._best_one_reference(q.strip()) for q in queries]
     assert idx_fast.tolist() == [i for i, _ in ref]
     assert sim_fast.tolist() == pytest.approx([s for _, s in ref])
+    # the pruned path (a length window and a distance cutoff from the threshold) agrees too
+    ref_idx, ref_sim = np.array([i for i, _ in ref]), np.array([s for _, s in ref])
     assert m.match(queries) == m.match_reference(queries)
+    for thr in (0.0, 0.5, 0.7, 0.95):
+        m.threshold = thr
+        assert m.match(queries) == m._decide(ref_idx, ref_sim, thr), thr
 
 
 def test_choose_threshold_and_accuracy_on_messy_titles(catalog):
@@ -156,6 +162,15 @@ def test_choose_threshold_and_accuracy_on_messy_titles(catalog):
     assert (matcher_accuracy(lev, df["title"].tolist(), all_truth)["accuracy"]
             < matcher_accuracy(get_matcher("normalized", catalog), df["title"].tolist(),
                                all_truth)["accuracy"])
+
+
+def test_max_distance_bound():
+    from llmrec.matching import max_distance
+
+    assert max_distance(20, None) is None and max_distance(20, 0.0) is None
+    assert max_distance(20, 0.8) == 5  # d <= 0.2 * 20 / 0.8
+    # the bound is tight: a string 5 edits away (appended) still reaches 0.8
+    assert 1 - 5 / 25 >= 0.8
 
 
 def test_matchers_list():
