@@ -26,6 +26,7 @@ after that length).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,6 +194,8 @@ class CatalogLogitsProcessor:
         self.exclude = list(exclude)
         self.num_beams = max(1, num_beams)
         self._states: dict[tuple[int, tuple[int, ...]], tuple] = {}
+        self.seconds = 0.0  # time spent masking: the constraint's own cost
+        self.calls = 0
 
     # A state is a tuple of alternatives (node, done_titles, end, pos); () once dead or ended.
     def _state(self, b: int, toks: tuple[int, ...]) -> tuple:
@@ -223,13 +226,17 @@ class CatalogLogitsProcessor:
     def __call__(self, input_ids, scores):
         import torch
 
+        start = time.perf_counter()
         gen = input_ids[:, self.prompt_len:].tolist()
         mask = torch.full_like(scores, -math.inf)
         for r, toks in enumerate(gen):
             b = r // self.num_beams
             allowed = self._allowed(b, self._state(b, tuple(toks)))
             mask[r, allowed] = 0.0
-        return scores + mask
+        out = scores + mask
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
 
 
 def _free_children(node: _Node, excluded: frozenset[int] | set[int]) -> list[int]:
@@ -263,13 +270,16 @@ def constrained_generate(
     exclude: Sequence[Iterable[str]] | None = None,
     seed: int = 0,
     progress: bool = True,
+    stats: dict[str, float] | None = None,
 ) -> list[str]:
     """Complete each prompt with ``n_titles`` catalog titles joined by the separator.
 
     ``exclude[i]``: titles prompt ``i`` may not produce (unknown titles are ignored).
     ``max_new_tokens`` defaults to a budget that always fits ``n_titles`` titles. The
     returned text is the decoded completion up to the last whole title (first_prefix
-    stripped); it parses into exact catalog titles only.
+    stripped); it parses into exact catalog titles only. A ``stats`` dict, when given,
+    receives ``seconds`` (all), ``constraint_seconds`` (inside the logits processor),
+    ``steps`` (generation steps) and ``new_tokens`` (tokens kept in the completions).
     """
     import torch
     from tqdm.auto import tqdm
@@ -295,6 +305,8 @@ def constrained_generate(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    started = time.perf_counter()
+    spent, steps, kept = 0.0, 0, 0
     try:
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for n, batch in enumerate(tqdm(batches, desc="constrained generation", disable=not progress)):
@@ -309,9 +321,12 @@ def constrained_generate(
                     logits_processor=LogitsProcessorList([proc]),
                     eos_token_id=trie.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                 )
+            spent += proc.seconds
+            steps += proc.calls
             for row, i in enumerate(batch):
                 toks = seqs[row, plen:].tolist()
                 titles, end = trie.walk(toks, excl[i], n_titles)
+                kept += end
                 text = _decode(tokenizer, toks[:end])
                 canonical = trie.separator.join(trie.titles[t] for t in titles)
                 text = text[len(trie.first_prefix):] if text.startswith(trie.first_prefix) else text
@@ -323,4 +338,91 @@ def constrained_generate(
     finally:
         tokenizer.padding_side = pad_side
         model.train(was_training)
+    if stats is not None:
+        stats.update(seconds=time.perf_counter() - started, constraint_seconds=spent, steps=steps,
+                     new_tokens=kept)
     return [o or "" for o in out]
+
+
+def evaluate_constrained(
+    model: Any,
+    tokenizer: Any,
+    records,
+    movies,
+    prompts: Sequence[str],
+    trie: CatalogTrie,
+    catalog: Any,
+    item_popularity: Mapping[int, float] | None,
+    preset: str | Mapping[str, Any] = "beam4",
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+    k: int = 4,
+    exclude_inputs: bool = True,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Constrained generation scored like :func:`llmrec.llm_eval.evaluate_llm`: ``(rows, metrics)``.
+
+    The titles are the completion split on the separator and map to their ids by exact
+    lookup in ``catalog`` (``Catalog.exact``): the matcher is a no-op. With
+    ``exclude_inputs`` a record's input titles cannot be recommended. Each row also says
+    whether :func:`llmrec.parsing.parse_completion` reads the same titles
+    (``parser_agrees``); ``metrics`` adds timings and the constraint's own cost.
+    """
+    from llmrec import metrics as M
+    from llmrec.llm_eval import YearIndex, failure_flags, failure_rates
+    from llmrec.parsing import parse_completion
+    from llmrec.prompts import title_map, titles_for
+
+    if len(prompts) != len(records):
+        raise LlmrecError(f"{len(prompts)} prompts for {len(records)} records; give one prompt per record")
+    names = title_map(movies)
+    exclude = ([titles_for(r.input_ids, names) for r in records.itertuples()]
+               if exclude_inputs else None)
+    stats: dict[str, float] = {}
+    texts = constrained_generate(model, tokenizer, prompts, trie, preset=preset, n_titles=k,
+                                 batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                 exclude=exclude, seed=seed, progress=progress, stats=stats)
+    years = YearIndex(movies)
+    rows = []
+    for r, text in zip(records.itertuples(), texts, strict=True):
+        titles = [t for t in text.split(trie.separator) if t] if text else []
+        missing = [t for t in titles if t not in catalog.exact]
+        if missing:
+            raise LlmrecError(f"constrained title {missing[0]!r} is not in the catalog; build the "
+                              "trie from the same catalog (Catalog.titles)")
+        ids = [catalog.ids[catalog.exact[t]] for t in titles]
+        rows.append({
+            "record_id": r.record_id,
+            "user_id": int(r.user_id),
+            "input_ids": [int(i) for i in r.input_ids],
+            "target_ids": [int(i) for i in r.target_ids],
+            "predicted_ids": [i[0] if len(i) == 1 else list(i) for i in ids],
+            "titles": titles,
+            "completion": text,
+            "parser_agrees": parse_completion(text, max_titles=k) == titles,
+            "failures": failure_flags(text, titles, years),
+        })
+    scores = M.score(rows, k_values=(k, 10) if k != 10 else (k,), catalog_size=len(catalog),
+                     item_popularity=item_popularity, n_titles_expected=k,
+                     catalog_ids=getattr(catalog, "item_ids", None), seed=seed)
+    n = len(rows)
+    gen = stats.get("seconds", 0.0)
+    metrics = {
+        **scores,
+        **failure_rates(rows),
+        "preset": preset if isinstance(preset, str) else "custom",
+        "constrained": True,
+        "exclude_inputs": exclude_inputs,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens or trie.max_tokens(k),
+        "seed": seed,
+        "seconds": round(gen, 3),
+        "generation_seconds": round(gen, 3),
+        "constraint_seconds": round(stats.get("constraint_seconds", 0.0), 3),
+        "new_tokens": int(stats.get("new_tokens", 0)),
+        "seconds_per_record": round(gen / n, 4) if n else float("nan"),
+        "prompts_per_second": round(n / gen, 4) if n and gen > 0 else float("nan"),
+        "parser_agreement": sum(r["parser_agrees"] for r in rows) / n if n else float("nan"),
+    }
+    return rows, metrics

@@ -219,3 +219,55 @@ def rerank(
         scores = rerank_letters(model, tokenizer, letter_prompts, [len(c) for c in cand_titles],
                                 batch_size=max(1, batch_size // 4), progress=progress)
     return order_by_scores(candidate_ids, scores, k), scores
+
+
+def evaluate_rerank(
+    model: Any,
+    tokenizer: Any,
+    records,
+    movies,
+    candidates: Sequence[Sequence[int]],
+    catalog: Any,
+    item_popularity: Mapping[int, float] | None,
+    method: str = "likelihood",
+    prompts: Sequence[str] | None = None,
+    k: int = 10,
+    batch_size: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rerank each record's retrieved ``candidates`` and score the top ``k``: ``(rows, metrics)``.
+
+    Rows keep the ``candidates`` (retriever order) and the LLM ``scores`` beside the
+    ranked ``predicted_ids``; ``metrics`` is :func:`llmrec.metrics.score` plus timings.
+    """
+    import time
+
+    from llmrec import metrics as M
+    from llmrec.ablations import ranked_rows
+    from llmrec.prompts import title_map, titles_for
+
+    if len(candidates) != len(records):
+        raise LlmrecError(f"{len(candidates)} candidate lists for {len(records)} records")
+    names = title_map(movies)
+    inputs = [titles_for(r.input_ids, names) for r in records.itertuples()]
+    if method == "likelihood" and prompts is None:
+        raise LlmrecError("method 'likelihood' needs the answer prompts (prompts=...)")
+    start = time.perf_counter()
+    ranked, scores = rerank(model, tokenizer, prompts or [""] * len(records), candidates, names,
+                            method=method, batch_size=batch_size, input_titles=inputs,
+                            progress=progress)
+    seconds = time.perf_counter() - start
+    extra = [{"candidates": [int(i) for i in c], "llm_scores": [round(float(x), 4) for x in s]}
+             for c, s in zip(candidates, scores, strict=True)]
+    rows = ranked_rows(records, ranked, k=k, extra=extra)
+    n = len(rows)
+    metrics = {
+        **M.score(rows, k_values=(4, 10), catalog_size=len(catalog), item_popularity=item_popularity,
+                  catalog_ids=getattr(catalog, "item_ids", None), seed=seed),
+        "method": method,
+        "n_candidates": max((len(c) for c in candidates), default=0),
+        "seconds": round(seconds, 3),
+        "seconds_per_record": round(seconds / n, 4) if n else float("nan"),
+    }
+    return rows, metrics

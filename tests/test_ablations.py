@@ -1,0 +1,48 @@
+"""Ablation helpers: fewer inputs, ranked rows, the paired table, per-title year errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from llmrec.ablations import paired_table, ranked_rows, with_n_inputs, year_counts
+from llmrec.errors import LlmrecError
+
+
+def _records():
+    return pd.DataFrame({"record_id": ["1-0", "2-0", "3-0"], "user_id": [1, 2, 3],
+                         "input_ids": [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [1, 3, 5, 7, 9, 11]],
+                         "target_ids": [[20, 21, 22, 23], [30, 31, 32, 33], [40, 41, 42, 43]]})
+
+
+def test_with_n_inputs_keeps_the_most_recent():
+    recs = _records()
+    out = with_n_inputs(recs, 2)
+    assert out["input_ids"].tolist() == [[5, 6], [11, 12], [9, 11]]
+    assert recs["input_ids"].iloc[0] == [1, 2, 3, 4, 5, 6]  # the original is untouched
+    with pytest.raises(LlmrecError):
+        with_n_inputs(recs, 0)
+
+
+def test_paired_table_on_shared_records():
+    recs = _records()
+    good = ranked_rows(recs, [[20, 21, 22, 23], [30, 0, 0, 0], [99, 98, 97, 96]], k=4)
+    bad = ranked_rows(recs, [[99, 98, 97, 96]] * 3, k=4)
+    table = paired_table({"bad": bad, "good": good[:2]}, reference="bad").set_index("system")
+    assert (table["n_records"] == 2).all()  # only the records both have
+    assert table.loc["good", "map_at_4"] == pytest.approx((1.0 + 0.25) / 2)
+    assert table.loc["bad", "map_at_4"] == 0.0 and table.loc["bad", "diff"] == 0.0
+    assert table.loc["good", "diff"] == pytest.approx(0.625)
+    assert table.loc["good", "diff_low"] <= 0.625 <= table.loc["good", "diff_high"]
+    with pytest.raises(LlmrecError):
+        paired_table({"a": good}, reference="b")
+
+
+def test_year_counts_per_title(ml100k):
+    rows = [{"titles": ["Star Wars (1977)", "Star Wars (1980)", "Fargo", "Fargo (2031)",
+                        "Toy Story (2005)"]}]
+    c = year_counts(rows, ml100k.movies, this_year=2026)
+    assert c["titles"] == 5 and c["with_year"] == 4
+    assert c["wrong_year"] == 3  # 1980, 2031 and 2005 are not these titles' years
+    assert c["after_catalog"] == 2 and c["future"] == 1
+    assert c["future_share"] == pytest.approx(0.25)
