@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmrec.data import load_movielens
     from llmrec.decoding import generate
-    from llmrec.models import is_instruct, load_model
+    from llmrec.models import is_instruct, load_model, pick_threads
     from llmrec.prompts import build_prompts
     from llmrec.records import build_records, split_records
 
@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-prompts", type=int, default=16, help="prompts per batched measurement")
     ap.add_argument("--n-single", type=int, default=4, help="prompts per batch-1 measurement")
     ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: the cores other processes leave free)")
     ap.add_argument("--n-records", type=int, default=897, help="records in a full pass")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    pick_threads(args.threads)
     ml = load_movielens()
     test = split_records(build_records(ml.ratings), "temporal")["test"]
     print(f"torch threads {torch.get_num_threads()}, cpu_count {os.cpu_count()}, "

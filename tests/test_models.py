@@ -89,3 +89,19 @@ def test_tiny_name_builds_once(tmp_path, monkeypatch):
 def test_embedded_facts():
     assert EMBEDDED_MODELS["smollm2-135m"]["kind"] == "instruct"
     assert EMBEDDED_MODELS["gemma3-270m"]["kind"] == "base"
+
+
+def test_pick_threads(monkeypatch):
+    import torch
+
+    from llmrec.models import pick_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert pick_threads(1) == 1
+        monkeypatch.setenv("LLMREC_THREADS", "1")
+        assert pick_threads() == 1
+        monkeypatch.delenv("LLMREC_THREADS")
+        assert 1 <= pick_threads() <= (__import__("os").cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
