@@ -142,6 +142,16 @@ def test_fast_path_agrees_with_reference(catalog, name):
         assert m.match(queries) == m._decide(ref_idx, ref_sim, thr), thr
 
 
+def test_embedding_matcher(small):
+    """MiniLM embeddings (the embedded asset): exact titles, rewording, fast == reference."""
+    m = get_matcher("embedding", small, threshold=0.75)
+    queries = ["Chasing Amy (1997)", "Usual Suspects (1995)", "Sabrina (1954)",
+               "A quantum physics lecture recording"]
+    got = m.match(queries)
+    assert got[:3] == [[5, 6], [1], [3]] and got[3] is None
+    assert got == m.match_reference(queries)
+
+
 def test_choose_threshold_and_accuracy_on_messy_titles(catalog):
     df = load_messy_titles()
     assert {"typo", "no_year", "wrong_year", "article_front", "not_in_catalog",
