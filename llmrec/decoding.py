@@ -108,7 +108,9 @@ def generate(
     ``stop_after_titles`` (e.g. 4) lets a completion end once it holds that many titles;
     ``early_stop=False`` turns every stopping rule off except eos and ``max_new_tokens``
     (the naive baseline the benchmark compares against). A prompt that does not fit the
-    model's context with ``max_new_tokens`` is refused with its length.
+    model's context with ``max_new_tokens`` is refused with its length. Sampling is seeded
+    per batch (``seed`` + the batch's first position in length order): the same prompts,
+    seed and ``batch_size`` give the same completions.
     """
     import torch
     from tqdm.auto import tqdm
