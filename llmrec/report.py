@@ -27,6 +27,8 @@ A failing notebook is reported by name with its cell's error; the run's later ch
 the other runs go on. The results table holds only systems written by notebooks that
 completed (a marker lists the ``metrics.json`` files its notebook wrote); which runs are
 aggregated: every run under the output folder whose profile is one of this invocation's.
+A run of smoke-profile files only writes its table to ``<out>/smoke-reports/`` (unless told
+otherwise), never over the committed ``reports/``.
 """
 
 from __future__ import annotations
