@@ -210,6 +210,8 @@ def _update_run_json(run_dir: Path, params: dict[str, Any], record: dict[str, An
     chapters[record["chapter"]] = {k: record[k] for k in ("status", "seconds", "error")}
     info = run_info(params, run_name=params["name"], notebooks=chapters,
                     wall_seconds=round(sum(c["seconds"] or 0 for c in chapters.values()), 1))
+    if old.get("params") == params and old.get("started_utc"):
+        info["started_utc"] = old["started_utc"]  # when the run began, not its last chapter
     write_json(path, info)
 
 
