@@ -47,8 +47,8 @@ def list_finished(text: str, n_titles: int | None) -> bool:
         return False
     if _HARD_STOP.search(text):
         return True
-    if re.search(r"\n[ \t]*\n", body):
-        return True  # a blank line after content
+    if re.search(r"\n[ \t]*\n", body) and parse_completion(text):
+        return True  # a blank line after a title (not after a header such as "Here are:")
     if "=>" in body and "\n" in body[body.index("=>"):]:
         return True  # the "=>" line has ended
     if n_titles:

@@ -46,6 +46,7 @@ def test_presets():
     ("\n\n1. A (1990)\n2. B (1991)\n", 4, False),
     ("1. A (1990)\n2. B (1991)\n3. C (1992)\n4. D (1993)\n", 4, True),
     ("A (1990)\n\nThe end", None, True),
+    ("Here are 4 movie titles with their years:\n\n", 4, False),
     ("Here is code:\n```python", None, True),
     ("A (1990) => B\nimport os", None, True),
     ("A (1990) ### Input", None, True),

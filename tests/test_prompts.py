@@ -139,9 +139,8 @@ def test_chat_prompt(tiny_model_dir):
     tok.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
                          "{% if add_generation_prompt %}<assistant>{% endif %}")
     assert chat_prompt(tok, ["Heat (1995)", "Alien (1979)"], n=2) == (
-        "<user>I liked these movies: Heat (1995) => Alien (1979).\nRecommend 2 other movies I "
-        "would like. Answer only with the 2 titles in the form Title (Year), separated by =>, "
-        "and nothing else.\n<assistant>")
+        "<user>Here are movies I liked: Heat (1995) => Alien (1979).\nWhich 2 other movies "
+        "would I like? List 2 movie titles with their years, one per line.\n<assistant>")
 
 
 def test_bad_style_and_long_prompt(rec_1_0, ml100k, tiny_model_dir):
