@@ -15,7 +15,7 @@ def test_notebook_07_writes_constrained_rerank_and_ablation_rows(tmp_path):
         str(repo_root() / "notebooks" / "07_beyond.ipynb"), str(tmp_path / "07.ipynb"),
         parameters=dict(name="tiny", model="tiny-llama", profile="smoke", run_dir=str(run_dir),
                         eval_limit=8, splits=["temporal"], batch_size=8, max_new_tokens=12,
-                        lora_presets=["beam4"], n_shots=1, seed=0),
+                        lora_presets=["beam4"], seed=0),
         kernel_name="python3", cwd=str(repo_root()), progress_bar=False,
     )
 
