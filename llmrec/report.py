@@ -15,8 +15,8 @@
 
 Model-independent chapters (:data:`COMMON_CHAPTERS`: the data chapter and the baselines)
 run once per dataset and profile, not once per model, into ``runs/common-<dataset>-<profile>/``
-(with the dataset, seed, splits, eval_limit and profile of the parameter file that first
-needs them); every model's report shares that run.
+(with the dataset, seed, eval_limit and profile of the parameter file that first needs
+them, and both splits outside the smoke profile); every model's report shares that run.
 
 Resume: a notebook that completed leaves a marker ``<run>/notebooks/.<chapter>.done.json``
 holding a hash of its parameters and of the notebook's cells; a rerun with the same hash
@@ -119,6 +119,10 @@ def _slug(text: str) -> str:
 def common_params(params: dict[str, Any]) -> dict[str, Any]:
     """The parameters of the model-independent run a parameter file needs."""
     out = {k: params[k] for k in COMMON_KEYS}
+    if params["profile"] != "smoke":
+        # PROTOCOL.md section 2 reports both splits; the model-independent chapters cost a
+        # minute, so they always cover both, whatever the LLM chapters can afford.
+        out["splits"] = ["temporal", "blog"]
     dataset = "ml-100k" if params["dataset"] is None else Path(params["dataset"]).name
     out["name"] = f"common-{_slug(dataset)}-{params['profile']}"
     return out
