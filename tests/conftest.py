@@ -24,3 +24,16 @@ def tiny_model_dir(tmp_path_factory):
     from llmrec.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """The tiny model loaded, on one thread: on a shared 2-core machine two threads spin-wait."""
+    import torch
+
+    from llmrec.models import load_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    torch.set_num_threads(threads)

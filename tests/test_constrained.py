@@ -12,19 +12,6 @@ from llmrec.prompts import alpaca_prompt
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """The tiny model, run on one thread: on a shared 2-core machine two threads spin-wait."""
-    import torch
-
-    from llmrec.models import load_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_model(str(tiny_model_dir), dtype="float32", device="cpu")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def catalog(ml100k):
     """300 real ml-100k titles (every 5th) plus the ones the prompts name."""
     titles = ml100k.movies["display_title"].tolist()

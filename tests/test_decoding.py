@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from llmrec.decoding import PRESETS, ListEnd, generate, list_finished, preset_kwargs
 from llmrec.errors import LlmrecError
@@ -15,14 +14,6 @@ PROMPTS = [
     "Godfather, The (1972)",
     "### Instruction:\nRecommend\n\n### Response:\n",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from llmrec.models import load_model
-
-    torch.set_num_threads(1)
-    return load_model(tiny_model_dir)
 
 
 def test_presets():

@@ -21,15 +21,6 @@ CANDS = ["Toy Story (1995)", "Fargo (1996)", "Usual Suspects, The (1995)", "Star
          "Contact (1997)"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """The tiny model, run on one thread: on a shared 2-core machine two threads spin-wait."""
-    from llmrec.models import load_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_model(str(tiny_model_dir), dtype="float32", device="cpu")
-    torch.set_num_threads(threads)
 
 
 def _plain_loglik(model, tok, prompt: str, title: str) -> tuple[float, int]:
