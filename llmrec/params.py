@@ -32,6 +32,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "seed": ((int,), 0, "seed for everything random"),
     "splits": ((list,), ["temporal", "blog"], "splits evaluated (temporal is primary)"),
     "eval_limit": ((int, type(None)), None, "evaluate only the first N test records (smoke only)"),
+    "beam_limit": ((int, type(None)), None,
+                   "beam-search passes (LoRA beam, constrained beam) score only the first N test "
+                   "records (null: all); the cpu profile's cost cap, stated in n_records"),
     "batch_size": ((int,), 16, "generation batch size"),
     "max_new_tokens": ((int,), 48, "generation budget per completion"),
     "presets": ((list,), ["greedy"], "decoding presets for zero- and few-shot"),
@@ -80,6 +83,16 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
         if split not in ("temporal", "blog"):
             raise LlmrecError(f"{source}: key 'splits' has {split!r}; use 'temporal' and/or 'blog'")
     return out
+
+
+def records_for(test, preset: str, params: Mapping[str, Any]):
+    """The test records a decoding ``preset`` is scored on: ``eval_limit`` caps every pass,
+    ``beam_limit`` caps beam-search passes (the first N records, so systems stay paired)."""
+    caps = [params.get("eval_limit")]
+    if "beam" in preset:
+        caps.append(params.get("beam_limit"))
+    caps = [n for n in caps if n is not None]
+    return test.head(min(caps)) if caps else test
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
