@@ -9,6 +9,8 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 PYTEST_ARGS ?=
+# Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
+JOBS   ?= 2
 
 .PHONY: setup report test lint clean-venv
 
@@ -24,7 +26,7 @@ setup: $(VENV)/.installed
 
 report: setup
 	$(PY) -m llmrec assets fetch movielens-100k
-	$(PY) -m llmrec report $(PARAMS)
+	$(PY) -m llmrec report --jobs $(JOBS) $(PARAMS)
 
 test: setup
 	$(PY) -m llmrec assets fetch movielens-100k

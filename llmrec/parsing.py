@@ -33,6 +33,8 @@ _CODE_INSIDE = re.compile(r"(\w\s*=\s*[\[\{\('\"\w])|(\w\(\)|\)\s*:$|;\s*$|\bsel
 _NUMBERING = re.compile(r"^\s*(\(?\d{1,2}[.)\]:]|[-*\u2022\u2013\u2014>]|#\d+)\s+")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb*_"
 _LABEL = re.compile(r"^(title|movie|film|recommendation)\s*\d*\s*:\s*", re.IGNORECASE)
+_APOSTROPHES = "'\u2018\u2019"
+_OTHER_QUOTES = "".join(q for q in _QUOTES if q not in _APOSTROPHES)
 _DQUOTES = re.compile(r'["\u201c\u201d\u00ab\u00bb]')
 _SQUOTED_YEAR = re.compile(r"^['\u2018](.+?)['\u2019]\s*(\(\d{4}\))")
 _BLANK = re.compile(r"\n[ \t]*\n")
@@ -47,11 +49,20 @@ def _looks_like_stop(piece: str) -> bool:
     return bool(_STOP.match(piece)) or bool(_CODE_INSIDE.search(piece))
 
 
+def _strip_quotes(piece: str) -> str:
+    """Strip quote marks around a title, keeping a leading apostrophe that belongs to it
+    (``'Til There Was You (1997)``): single quotes go only in pairs, or at the end."""
+    piece = piece.strip().strip(_OTHER_QUOTES).strip()
+    while len(piece) > 1 and piece[0] in _APOSTROPHES and piece[-1] in _APOSTROPHES:
+        piece = piece[1:-1].strip().strip(_OTHER_QUOTES).strip()
+    return piece.rstrip(_APOSTROPHES + _OTHER_QUOTES).strip()
+
+
 def _clean(piece: str) -> str:
     """Strip numbering, quotes, trailing chatter after the year, trailing punctuation."""
     piece = _LABEL.sub("", _NUMBERING.sub("", piece.strip()))
     piece = _DQUOTES.sub("", piece).strip()
-    piece = _SQUOTED_YEAR.sub(r"\1 \2", piece).strip(_QUOTES).strip()
+    piece = _strip_quotes(_SQUOTED_YEAR.sub(r"\1 \2", piece))
     year = _YEAR.search(piece)
     if year:  # "Fargo (1996) - a dark comedy" -> "Fargo (1996)"
         piece = piece[: year.end()]
@@ -61,7 +72,7 @@ def _clean(piece: str) -> str:
             if cut > 0 and piece[cut + len(dash):cut + len(dash) + 1].islower():
                 piece = piece[:cut]
                 break
-    piece = piece.strip().strip(_QUOTES).rstrip(",;").strip()
+    piece = _strip_quotes(piece).rstrip(",;").strip()
     if piece.endswith(".") and not re.search(r"\b\w\.$|\.\.\.$", piece):
         piece = piece[:-1].rstrip()
     return piece

@@ -257,6 +257,16 @@ def plan(
     return tasks, missing
 
 
+def chains_of(tasks):
+    """Split planned tasks into the common ones and one ordered chain per model run."""
+    common = [t for t in tasks if is_common(t[3].stem)]
+    chains: dict[str, list] = {}
+    for t in tasks:
+        if not is_common(t[3].stem):
+            chains.setdefault(t[0], []).append(t)
+    return common, list(chains.values())
+
+
 def run_report(
     param_files: Sequence[str | Path],
     out_root: str | Path | None = None,
@@ -264,8 +274,14 @@ def run_report(
     resume: bool = True,
     reports_out: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the report for ``param_files``; aggregate; return a summary.
+
+    ``jobs`` > 1 runs that many parameter files' chapter chains side by side (after the
+    model-independent chapters), each kernel with ``cores // jobs`` torch threads
+    (``$LLMREC_THREADS`` wins if set): on a 2-core CPU two single-thread runs finish sooner
+    than two runs one after the other with two threads each. Keep 1 on a single GPU.
 
     ``out_root`` defaults to ``runs/``, ``reports_out`` to ``reports/`` (for smoke-only runs:
     ``<out_root>/smoke-reports/``, so the committed report is never replaced by meaningless
@@ -283,17 +299,38 @@ def run_report(
     start = time.perf_counter()
     for m in missing:
         tqdm.write(f"missing: {m['run']}: chapter {m['chapter']} has no notebook; skipped")
+    if jobs < 1:
+        raise LlmrecError(f"--jobs must be >= 1, got {jobs}")
     done: list[dict[str, Any]] = []
-    bar = tqdm(tasks, desc="report", unit="notebook")
-    for run, params, run_dir, nb in bar:
-        bar.set_postfix_str(f"{run}/{nb.stem}")
-        record = execute_chapter(nb, params, run_dir, resume=resume)
-        _update_run_json(run_dir, params, record)
-        done.append({"run": run, **{k: v for k, v in record.items() if k != "metrics"}})
-        line = f"{run}/{nb.stem}: {record['status']} in {record['seconds']:.1f} s"
-        if record["error"]:
-            line += f" -- {record['error']}"
-        tqdm.write(line)
+    bar = tqdm(total=len(tasks), desc="report", unit="notebook")
+
+    def run_chain(chain):
+        for run, params, run_dir, nb in chain:
+            bar.set_postfix_str(f"{run}/{nb.stem}")
+            record = execute_chapter(nb, params, run_dir, resume=resume)
+            _update_run_json(run_dir, params, record)
+            done.append({"run": run, **{k: v for k, v in record.items() if k != "metrics"}})
+            line = f"{run}/{nb.stem}: {record['status']} in {record['seconds']:.1f} s"
+            if record["error"]:
+                line += f" -- {record['error']}"
+            tqdm.write(line)
+            bar.update(1)
+
+    common, chains = chains_of(tasks)
+    run_chain(common)  # the model runs read the baselines' results: these go first
+    if jobs == 1 or len(chains) < 2:
+        for chain in chains:
+            run_chain(chain)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # each kernel gets its share of the cores: torch threads that outnumber free cores
+        # spin-wait (see llmrec.models.pick_threads); the kernels inherit this variable
+        cores = os.cpu_count() or 1
+        os.environ.setdefault("LLMREC_THREADS", str(max(1, cores // jobs)))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(run_chain, chains))
+    bar.close()
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
     if reports_out is None and profiles == {"smoke"}:  # never overwrite the committed report
         reports_out = out_root / "smoke-reports"
@@ -425,7 +462,7 @@ def _cli(args) -> int:
     if not args.params:
         raise LlmrecError("name at least one parameter file, e.g. params/smollm2-135m.yaml")
     summary = run_report(args.params, out_root=args.out, chapters=chapters,
-                         resume=not args.no_resume, reports_out=args.reports)
+                         resume=not args.no_resume, reports_out=args.reports, jobs=args.jobs)
     _print_summary(summary)
     return 1 if summary["failed"] else 0
 
@@ -441,6 +478,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", default=None, help="run folders go here (default: runs/)")
     p.add_argument("--reports", default=None, help="results table and figures (default: reports/)")
     p.add_argument("--no-resume", action="store_true", help="rerun notebooks that completed")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="parameter files run side by side, each with cores/jobs torch threads "
+                        "(default 1; 2 suits two models on a 2-core CPU, keep 1 on one GPU)")
     p.add_argument("--aggregate-only", action="store_true",
                    help="run nothing; rebuild reports/ from the completed runs")
     p.set_defaults(func=_cli)

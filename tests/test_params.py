@@ -92,3 +92,19 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(LlmrecError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_beam_limit_caps_beam_passes_only():
+    import pandas as pd
+
+    from llmrec.params import records_for
+
+    test = pd.DataFrame({"record_id": [f"r{i}" for i in range(10)]})
+    p = validate({"beam_limit": 3})
+    assert len(records_for(test, "greedy", p)) == 10
+    assert list(records_for(test, "beam4", p)["record_id"]) == ["r0", "r1", "r2"]  # the first: paired
+    p = validate({"beam_limit": 3, "eval_limit": 2})
+    assert len(records_for(test, "beam4", p)) == 2 and len(records_for(test, "greedy", p)) == 2
+    assert len(records_for(test, "beam4", validate({}))) == 10
+    with pytest.raises(LlmrecError, match="beam_limit"):
+        validate({"beam_limit": "200"})

@@ -22,6 +22,8 @@ CASES = [
      ["Fargo (1996)", "Heat (1995)"]),
     ("repeated titles kept", " Star Wars (1977) => Star Wars (1977) => Star Wars (1977)",
      ["Star Wars (1977)", "Star Wars (1977)", "Star Wars (1977)"]),
+    ("leading apostrophe is part of the title", " 'Til There Was You (1997) => 'Heat (1995)' => Heat (1995)'",
+     ["'Til There Was You (1997)", "Heat (1995)", "Heat (1995)"]),
     ("empty", "", []),
     ("whitespace", "   \n  ", []),
     ("new prompt", "Alien (1979) => Heat (1995)\n\n### Input:\nToy Story (1995)", ["Alien (1979)", "Heat (1995)"]),

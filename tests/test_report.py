@@ -172,6 +172,32 @@ def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapt
     assert [c["status"] for c in third["chapters"]] == ["ok"]
 
 
+def test_jobs_run_models_side_by_side_after_the_common_chapters(tmp_path, fake_chapters, monkeypatch):
+    """``jobs=2``: the common chapters first, then both model chains at once, each kernel
+    told its share of the cores through $LLMREC_THREADS; same table as one at a time."""
+    import os
+
+    folder, files = fake_chapters
+    _notebook(folder / "04_threads.ipynb",
+              'import os\nfrom pathlib import Path\n'
+              '(Path(P["run_dir"]) / "threads.txt").write_text(os.environ.get("LLMREC_THREADS", "unset"))')
+    monkeypatch.delenv("LLMREC_THREADS", raising=False)
+    out, reports = tmp_path / "runs", tmp_path / "reports"
+    summary = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder, jobs=2)
+    order = [(c["run"], c["chapter"]) for c in summary["chapters"]]
+    assert len(order) == 8 and {r for r, _ in order[:2]} == {"common-ml-100k-smoke"}
+    assert {c for r, c in order[:2]} == {"01_data", "05_baselines"}
+    assert {(c["run"], c["chapter"]) for c in summary["failed"]} == {("a", "03_boom"), ("b", "03_boom")}
+    want = str(max(1, (os.cpu_count() or 1) // 2))
+    assert (out / "a" / "threads.txt").read_text() == want == (out / "b" / "threads.txt").read_text()
+    table = pd.read_csv(reports / "results.csv")
+    assert set(zip(table["system"], table["setting"], strict=True)) == {
+        ("a", "zero-shot/greedy"), ("b", "zero-shot/greedy"), ("popularity", "baseline")}
+    _assert_recomputes(table)
+    with pytest.raises(LlmrecError, match="jobs"):
+        run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder, jobs=0)
+
+
 def test_cli_reports_failure_with_exit_code(tmp_path, fake_chapters, capsys, monkeypatch):
     """``python -m llmrec report`` prints the failing chapter with its error and exits 1."""
     from llmrec import report
