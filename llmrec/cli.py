@@ -20,6 +20,7 @@ CLI_MODULES = [
     "llmrec.matching",
     "llmrec.train",
     "llmrec.report",
+    "llmrec.results",
 ]
 
 

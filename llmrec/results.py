@@ -141,3 +141,54 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
         size = int(row["catalog_size"])
     return score(read_jsonl(path), k_values=tuple(ks) or (4, 10), catalog_size=size,
                  item_popularity=item_popularity, n_boot=n_boot, seed=seed)
+
+
+def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.DataFrame:
+    """Recompute every row of a results table from its predictions file.
+
+    Returns one row per table row: ``system``, ``setting``, ``split``, ``compared`` (how
+    many metrics were recomputed) and ``mismatches`` (``"key: table vs recomputed"``, empty
+    when every number agrees). Metrics a recomputation cannot know (novelty, which needs the
+    training popularity) are skipped, not counted."""
+    import math
+
+    from tqdm.auto import tqdm
+
+    path = Path(csv_path) if csv_path is not None else reports_dir() / "results.csv"
+    if not path.is_file():
+        raise LlmrecError(f"no results table at {path}; run `python -m llmrec report` first")
+    table = pd.read_csv(path)
+    out = []
+    for row in tqdm(table.to_dict("records"), desc="verify", unit="row", leave=False):
+        again = recompute(row)
+        compared, bad = 0, []
+        for key, value in dict(again).items():
+            mine = row.get(key)
+            if (mine is None or isinstance(value, bool) or not isinstance(value, (int, float))
+                    or isinstance(mine, str) or (isinstance(mine, float) and math.isnan(mine))
+                    or (isinstance(value, float) and math.isnan(value))):
+                continue
+            compared += 1
+            if abs(float(value) - float(mine)) > abs_tol:
+                bad.append(f"{key}: {mine} vs {value}")
+        out.append({"system": row["system"], "setting": row["setting"], "split": row["split"],
+                    "compared": compared, "mismatches": "; ".join(bad)})
+    return pd.DataFrame(out)
+
+
+def _cmd_verify(args) -> int:
+    report = verify(args.csv)
+    bad = report[report["mismatches"] != ""]
+    print(f"verify: {len(report)} rows, {int(report['compared'].sum())} numbers recomputed "
+          f"from their predictions files, {len(bad)} rows disagree")
+    for r in bad.itertuples():
+        print(f"  {r.system} {r.setting} {r.split}: {r.mismatches}")
+    return 1 if len(bad) else 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("results", help="check the results table against its predictions")
+    sub = p.add_subparsers(dest="results_command", metavar="ACTION")
+    v = sub.add_parser("verify", help="recompute every row of results.csv from its predictions file")
+    v.add_argument("--csv", default=None, help="the table (default: reports/results.csv)")
+    v.set_defaults(func=_cmd_verify)

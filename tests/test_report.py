@@ -194,6 +194,14 @@ def test_jobs_run_models_side_by_side_after_the_common_chapters(tmp_path, fake_c
     assert set(zip(table["system"], table["setting"], strict=True)) == {
         ("a", "zero-shot/greedy"), ("b", "zero-shot/greedy"), ("popularity", "baseline")}
     _assert_recomputes(table)
+    # `python -m llmrec results verify`: every number agrees; a tampered one is named
+    from llmrec.results import verify
+
+    checked = verify(reports / "results.csv")
+    assert (checked["mismatches"] == "").all() and (checked["compared"] >= 5).all()
+    table.loc[0, "map_at_4"] += 0.5
+    table.to_csv(reports / "tampered.csv", index=False)
+    assert verify(reports / "tampered.csv").loc[0, "mismatches"].startswith("map_at_4")
     with pytest.raises(LlmrecError, match="jobs"):
         run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder, jobs=0)
 
