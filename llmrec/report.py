@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmrec.artifacts import read_json, run_info, write_json
+from llmrec.artifacts import atomic_write_text, git_commit, read_json, run_info, write_json
 from llmrec.errors import LlmrecError
 from llmrec.params import load_params
 from llmrec.paths import repo_root, reports_dir, runs_dir
@@ -201,7 +201,7 @@ def execute_chapter(
     figures = [p for p in written if p.endswith(".png")]
     if error is None:
         write_json(marker, {"hash": key, "seconds": seconds, "metrics": metrics,
-                            "figures": figures,
+                            "figures": figures, "git_commit": git_commit(),
                             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return {"chapter": stem, "status": "failed" if error else "ok", "seconds": seconds,
             "error": error, "metrics": metrics if error is None else []}
@@ -379,6 +379,40 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def chapter_timings(runs: Sequence[dict[str, Any]]) -> Any:
+    """A frame, one row per completed chapter of ``runs``: minutes, when it finished, the commit."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        info_path = Path(r["run_dir"]) / "run.json"
+        commit = read_json(info_path).get("git_commit") if info_path.is_file() else None
+        for marker in sorted((Path(r["run_dir"]) / "notebooks").glob(".*.done.json")):
+            done = read_json(marker)
+            rows.append({"run": r["run"], "chapter": marker.name[1:-len(".done.json")],
+                         "minutes": round(float(done.get("seconds", 0.0)) / 60, 1),
+                         "finished_utc": done.get("finished_utc"),
+                         "commit": (done.get("git_commit") or commit or "")[:10]})
+    return pd.DataFrame(rows, columns=["run", "chapter", "minutes", "finished_utc", "commit"])
+
+
+def write_timings(runs: Sequence[dict[str, Any]], reports_out: Path) -> Path:
+    """``timings.md``: where a report's time went, chapter by chapter and per run."""
+    table = chapter_timings(runs)
+    lines = ["# Where the report's time went", "",
+             "Wall minutes per completed chapter (from each chapter's completion marker).", "",
+             "| run | chapter | minutes | finished (UTC) | commit |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.run} | {r.chapter} | {r.minutes:.1f} | {r.finished_utc} | {r.commit} |"
+              for r in table.itertuples()]
+    lines += ["", "| run | minutes, all its chapters |", "| --- | --- |"]
+    lines += [f"| {run} | {minutes:.1f} |" for run, minutes in table.groupby("run")["minutes"].sum().items()]
+    lines += ["", f"Sum over every chapter: {table['minutes'].sum():.1f} minutes (runs that went side "
+              "by side overlap in wall time).", ""]
+    path = reports_out / "timings.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
 def aggregate(
     out_root: str | Path | None = None,
     reports_out: str | Path | None = None,
@@ -412,8 +446,9 @@ def aggregate(
         if "model" not in df.columns:
             df["model"] = r["params"].get("model")
         new_paths = []
-        for src in df["predictions"]:
-            src = _resolve(src)
+        for metrics_path, src in zip(r["metrics"], df["predictions"], strict=True):
+            beside = Path(metrics_path).parent / Path(src).name  # where save_system_run put it
+            src = beside if beside.is_file() else _resolve(src)  # (a run made in another clone)
             dst = pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
@@ -431,6 +466,10 @@ def aggregate(
         return None
     table = pd.concat(frames, ignore_index=True)
     write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
+    write_timings(runs, reports_out)
+    from llmrec.results import headline
+
+    atomic_write_text(reports_out / "headline.md", headline(table))
     for fig_path in plots.summary_figures(table, fig_root):
         figures.append(_rel_to_repo(fig_path))
     return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),

@@ -143,6 +143,23 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
                  item_popularity=item_popularity, n_boot=n_boot, seed=seed)
 
 
+def headline(table: pd.DataFrame, split: str = "temporal") -> str:
+    """The results that answer the question, as markdown: every system scored on ``split``'s
+    test records, best MAP@4 first, with its interval, the records it was scored on,
+    hallucination and validity (the decoding sweep's validation rows are left out)."""
+    rows = table[table["split"] == split].copy()
+    if rows.empty:
+        return f"(no system was scored on the {split} test records)\n"
+    rows = rows.sort_values("map_at_4", ascending=False)
+    lines = ["| system | setting | records | MAP@4 [95% interval] | hallucination | validity |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows.to_dict("records"):
+        lines.append(f"| {r['system']} | {r['setting']} | {int(r['n_records'])} | "
+                     f"{r['map_at_4']:.4f} [{r['map_at_4_low']:.4f}, {r['map_at_4_high']:.4f}] | "
+                     f"{_fmt(r.get('hallucination_rate'), 2)} | {_fmt(r.get('validity'), 2)} |")
+    return "\n".join(lines) + "\n"
+
+
 def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.DataFrame:
     """Recompute every row of a results table from its predictions file.
 

@@ -194,6 +194,10 @@ def test_jobs_run_models_side_by_side_after_the_common_chapters(tmp_path, fake_c
     assert set(zip(table["system"], table["setting"], strict=True)) == {
         ("a", "zero-shot/greedy"), ("b", "zero-shot/greedy"), ("popularity", "baseline")}
     _assert_recomputes(table)
+    # the headline table and where the time went
+    assert "| popularity | baseline | 6 |" in (reports / "headline.md").read_text()
+    timings = (reports / "timings.md").read_text()
+    assert "| a | 02_zero_shot |" in timings and "03_boom" not in timings  # completed chapters only
     # `python -m llmrec results verify`: every number agrees; a tampered one is named
     from llmrec.results import verify
 
