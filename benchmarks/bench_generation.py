@@ -1,7 +1,9 @@
 """Generation speed: prompts per second at batch 1 and batched, greedy and 4-beam, with and
-without the list-end stopping rule, on real zero-shot prompts of temporal test records.
+without the list-end stopping rule (and, for prompts that share a prefix, with the prefix's
+KV cache), on real prompts of temporal test records.
 
     python benchmarks/bench_generation.py --models smollm2-135m gemma3-270m
+    python benchmarks/bench_generation.py --style few-shot --presets greedy
 
 Prints one line per model x preset x setting with prompts/s, the speed-up over batch 1
 without early stopping (the naive way), and what one pass over all 897 temporal test
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from llmrec.data import load_movielens
-    from llmrec.decoding import generate
+    from llmrec.decoding import generate, prefix_split
     from llmrec.models import is_instruct, load_model, pick_threads
     from llmrec.prompts import build_prompts
     from llmrec.records import build_records, split_records
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     ap.add_argument("--presets", nargs="+", default=["greedy", "beam4"])
-    ap.add_argument("--style", default="auto", help="zero-shot | chat | auto (chat for instruct models)")
+    ap.add_argument("--style", default="auto",
+                    help="zero-shot | chat | few-shot | alpaca | auto (chat for instruct models); "
+                         "few-shot and alpaca prompts share a prefix: a last row adds the prefix cache")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--n-prompts", type=int, default=16, help="prompts per batched measurement")
     ap.add_argument("--n-single", type=int, default=4, help="prompts per batch-1 measurement")
@@ -58,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         generate(model, tok, prompts[:2], "greedy", batch_size=2, max_new_tokens=4, progress=False)
         for preset in args.presets:
             naive_rate = None
-            for label, bs, early, n in (("batch 1, no early stop", 1, False, args.n_single),
-                                        ("batch 1, early stop", 1, True, args.n_single),
-                                        (f"batch {args.batch_size}, no early stop", args.batch_size, False, args.n_prompts),
-                                        (f"batch {args.batch_size}, early stop", args.batch_size, True, args.n_prompts)):
+            settings = [("batch 1, no early stop", 1, False, args.n_single, False),
+                        ("batch 1, early stop", 1, True, args.n_single, False),
+                        (f"batch {args.batch_size}, no early stop", args.batch_size, False, args.n_prompts, False),
+                        (f"batch {args.batch_size}, early stop", args.batch_size, True, args.n_prompts, False)]
+            if prefix_split(tok, prompts) is not None:  # a shared prefix (few-shot examples)
+                settings.append((f"b{args.batch_size}, stop, prefix cache", args.batch_size, True,
+                                 args.n_prompts, True))
+            for label, bs, early, n, cache in settings:
                 t0 = time.perf_counter()
                 out = generate(model, tok, prompts[:n], preset, batch_size=bs,
                                max_new_tokens=args.max_new_tokens, stop_after_titles=4,
-                               early_stop=early, progress=False)
+                               early_stop=early, progress=False, prefix_cache=cache)
                 secs = time.perf_counter() - t0
                 rate = len(out) / secs
                 naive_rate = naive_rate or rate

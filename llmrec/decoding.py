@@ -90,6 +90,39 @@ def _stopping_list(tokenizer, prompt_len, n_titles):
     return StoppingCriteriaList([_Criterion(tokenizer, prompt_len, n_titles)])
 
 
+def common_prefix(prompts: Sequence[str]) -> str:
+    """The text every prompt starts with ("" for no prompts)."""
+    if not prompts:
+        return ""
+    first, last = min(prompts), max(prompts)  # the common prefix of all = that of these two
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def prefix_split(tokenizer, prompts: Sequence[str], min_tokens: int = 32, tries: int = 4):
+    """``(prefix_ids, [suffix_ids...])``: the longest shared start of the prompts, cut at a
+    line end, whose tokens every prompt begins with (its own tokens follow), so a cached
+    prefix changes no input token; None when there is none of ``min_tokens`` or more.
+
+    Why the check: BPE pre-tokenizers split whitespace by what follows it ("\n\n" at the
+    end of a text is one piece, before a word it is two), so a cut must be verified."""
+    shared = common_prefix(prompts)
+    cuts = [i + 1 for i, ch in enumerate(shared) if ch == "\n"][::-1][:tries]
+    wholes = None
+    for cut in cuts:
+        prefix_ids = tokenizer(shared[:cut], add_special_tokens=True)["input_ids"]
+        if len(prefix_ids) < min_tokens:
+            return None
+        if wholes is None:
+            wholes = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        n = len(prefix_ids)
+        if all(w[:n] == prefix_ids and len(w) > n for w in wholes):
+            return prefix_ids, [w[n:] for w in wholes]
+    return None
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -101,6 +134,7 @@ def generate(
     stop_after_titles: int | None = None,
     early_stop: bool = True,
     progress: bool = True,
+    prefix_cache: bool = True,
     **overrides: Any,
 ) -> list[str]:
     """Generate one continuation per prompt (same order as ``prompts``), raw text only.
@@ -111,6 +145,13 @@ def generate(
     model's context with ``max_new_tokens`` is refused with its length. Sampling is seeded
     per batch (``seed`` + the batch's first position in length order): the same prompts,
     seed and ``batch_size`` give the same completions.
+
+    ``prefix_cache``: when every prompt starts with the same lines (the worked examples of
+    a few-shot prompt) of at least 32 tokens, and the tokens of each prompt are exactly the
+    prefix's tokens followed by its own (:func:`prefix_split`), the prefix goes through the
+    model once and every batch starts from a copy of its KV cache (``[prefix][pads][own
+    tokens]``, pads masked, positions as without the cache). Same tokens in, same
+    completions out up to float rounding; few-shot prefill drops by the examples' share.
     """
     import torch
     from tqdm.auto import tqdm
@@ -132,11 +173,21 @@ def generate(
     tokenizer.padding_side = "left"
     bar = tqdm(total=len(prompts), desc=f"generate ({preset})", unit="prompt",
                disable=not progress, leave=False)
+    split = prefix_split(tokenizer, prompts) if prefix_cache and len(prompts) > 1 else None
     with torch.inference_mode():
+        prefix_state = None
+        if split is not None:
+            prefix_ids = torch.tensor([split[0]], device=device)
+            forward = model(input_ids=prefix_ids, use_cache=True)
+            prefix_state = getattr(forward, "cache", None) or forward.past_key_values
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=True).to(device)
+            if split is None:
+                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                add_special_tokens=True).to(device)
+            else:
+                enc = _with_prefix(split, idx, pad_id, device, prefix_state,
+                                   int(kwargs.get("num_beams", 1) or 1))
             prompt_len = enc["input_ids"].shape[1]
             extra: dict[str, Any] = {}
             if early_stop:
@@ -150,3 +201,26 @@ def generate(
             bar.update(len(idx))
     bar.close()
     return out
+
+
+def _with_prefix(split, idx, pad_id, device, prefix_state, num_beams: int) -> dict[str, Any]:
+    """generate() inputs for the prompts ``idx``: ``[prefix][pads][own tokens]`` with the
+    pads masked out, and a copy of the prefix's KV cache for every row (and beam)."""
+    import copy
+
+    import torch
+
+    prefix_ids, suffixes = split
+    own = [suffixes[i] for i in idx]
+    width = max(len(t) for t in own)
+    n_prefix = len(prefix_ids)
+    ids = torch.full((len(own), n_prefix + width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(own), n_prefix + width), dtype=torch.long)
+    ids[:, :n_prefix] = torch.tensor(prefix_ids)
+    mask[:, :n_prefix] = 1
+    for r, toks in enumerate(own):
+        ids[r, n_prefix + width - len(toks):] = torch.tensor(toks)
+        mask[r, n_prefix + width - len(toks):] = 1
+    cache = copy.deepcopy(prefix_state)
+    cache.batch_repeat_interleave(len(own) * num_beams)  # generate() does not expand a cache
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "cache": cache}

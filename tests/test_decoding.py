@@ -102,3 +102,36 @@ def test_too_long_and_empty(tiny):
     assert generate(model, tok, [], progress=False) == []
     with pytest.raises(LlmrecError, match="exceeds the model's context of 1024"):
         generate(model, tok, PROMPTS[:1], max_new_tokens=2000, progress=False)
+
+
+def _few_shot_prompts():
+    from llmrec.prompts import blog_shots, few_shot_prompt
+
+    shots = blog_shots(2)
+    queries = [["Toy Story (1995)", "Fargo (1996)"], ["Heat (1995)"],
+               ["Star Wars (1977)", "Alien (1979)", "Emma (1996)"], ["Babe (1995)", "Titanic (1997)"]]
+    return [few_shot_prompt(q, shots, 4) for q in queries]
+
+
+def test_prefix_split_is_verified_on_tokens(tiny):
+    from llmrec.decoding import common_prefix, prefix_split
+
+    _, tok = tiny
+    prompts = _few_shot_prompts()
+    prefix_ids, suffixes = prefix_split(tok, prompts)
+    for prompt, own in zip(prompts, suffixes, strict=True):  # the same tokens, cut in two
+        assert prefix_ids + own == tok(prompt)["input_ids"]
+    assert common_prefix(prompts).startswith(tok.decode(prefix_ids))
+    assert prefix_split(tok, PROMPTS) is None  # zero-shot prompts share too little
+    assert common_prefix([]) == "" and common_prefix(["ab\ncd", "ab\nce"]) == "ab\nc"
+
+
+@pytest.mark.parametrize("preset", ["greedy", "beam4", "sample"])
+def test_prefix_cache_changes_no_completion(tiny, preset):
+    """A few-shot batch from the cached examples gives what the full prompts give."""
+    model, tok = tiny
+    prompts = _few_shot_prompts()
+    kw = dict(preset=preset, batch_size=3, max_new_tokens=10, seed=1, early_stop=False, progress=False)
+    cached = generate(model, tok, prompts, prefix_cache=True, **kw)
+    plain = generate(model, tok, prompts, prefix_cache=False, **kw)
+    assert cached == plain and any(cached)
