@@ -385,14 +385,13 @@ def chapter_timings(runs: Sequence[dict[str, Any]]) -> Any:
 
     rows = []
     for r in runs:
-        info_path = Path(r["run_dir"]) / "run.json"
-        commit = read_json(info_path).get("git_commit") if info_path.is_file() else None
         for marker in sorted((Path(r["run_dir"]) / "notebooks").glob(".*.done.json")):
             done = read_json(marker)
             rows.append({"run": r["run"], "chapter": marker.name[1:-len(".done.json")],
                          "minutes": round(float(done.get("seconds", 0.0)) / 60, 1),
                          "finished_utc": done.get("finished_utc"),
-                         "commit": (done.get("git_commit") or commit or "")[:10]})
+                         # markers written before commits were recorded in them say so
+                         "commit": (done.get("git_commit") or "")[:10] or "not recorded"})
     return pd.DataFrame(rows, columns=["run", "chapter", "minutes", "finished_utc", "commit"])
 
 
