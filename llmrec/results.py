@@ -147,7 +147,7 @@ def headline(table: pd.DataFrame, split: str = "temporal") -> str:
     """The results that answer the question, as markdown: every system scored on ``split``'s
     test records, best MAP@4 first, with its interval, the records it was scored on,
     hallucination and validity (the decoding sweep's validation rows are left out)."""
-    rows = table[table["split"] == split].copy()
+    rows = table[table["split"] == split]
     if rows.empty:
         return f"(no system was scored on the {split} test records)\n"
     rows = rows.sort_values("map_at_4", ascending=False)
@@ -160,7 +160,7 @@ def headline(table: pd.DataFrame, split: str = "temporal") -> str:
     return "\n".join(lines) + "\n"
 
 
-def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.DataFrame:
+def verify_table(table: pd.DataFrame, abs_tol: float = 1e-9) -> pd.DataFrame:
     """Recompute every row of a results table from its predictions file.
 
     Returns one row per table row: ``system``, ``setting``, ``split``, ``compared`` (how
@@ -171,15 +171,10 @@ def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.Data
 
     from tqdm.auto import tqdm
 
-    path = Path(csv_path) if csv_path is not None else reports_dir() / "results.csv"
-    if not path.is_file():
-        raise LlmrecError(f"no results table at {path}; run `python -m llmrec report` first")
-    table = pd.read_csv(path)
     out = []
     for row in tqdm(table.to_dict("records"), desc="verify", unit="row", leave=False):
-        again = recompute(row)
         compared, bad = 0, []
-        for key, value in dict(again).items():
+        for key, value in dict(recompute(row)).items():
             mine = row.get(key)
             if (mine is None or isinstance(value, bool) or not isinstance(value, (int, float))
                     or isinstance(mine, str) or (isinstance(mine, float) and math.isnan(mine))
@@ -191,6 +186,14 @@ def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.Data
         out.append({"system": row["system"], "setting": row["setting"], "split": row["split"],
                     "compared": compared, "mismatches": "; ".join(bad)})
     return pd.DataFrame(out)
+
+
+def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.DataFrame:
+    """:func:`verify_table` on a results table file (default ``reports/results.csv``)."""
+    path = Path(csv_path) if csv_path is not None else reports_dir() / "results.csv"
+    if not path.is_file():
+        raise LlmrecError(f"no results table at {path}; run `python -m llmrec report` first")
+    return verify_table(pd.read_csv(path), abs_tol)
 
 
 def _cmd_verify(args) -> int:
