@@ -236,3 +236,22 @@ def test_smoke_report_end_to_end(tmp_path):
     again = run_report([ROOT / "params" / "smoke.yaml"], out_root=out, reports_out=reports)
     assert {c["status"] for c in again["chapters"]} == {"skipped"}
 
+
+
+def test_headline_shows_a_row_several_runs_made_alike_once():
+    from llmrec.results import headline
+
+    row = {"system": "item_knn", "setting": "baseline/first-200", "split": "temporal",
+           "n_records": 200, "map_at_4": 0.036, "map_at_4_low": 0.024, "map_at_4_high": 0.048,
+           "hallucination_rate": 0.0, "validity": 1.0}
+    table = pd.DataFrame([
+        {**row, "predictions": "a/item_knn/predictions.jsonl.gz"},
+        {**row, "predictions": "b/item_knn/predictions.jsonl.gz"},
+        {**row, "system": "popularity", "setting": "baseline", "map_at_4": 0.02,
+         "predictions": "c/popularity/predictions.jsonl.gz"},
+        {**row, "split": "blog", "predictions": "d/item_knn/predictions.jsonl.gz"},
+    ])
+    lines = headline(table).splitlines()
+    assert len(lines) == 4  # header, rule, item-kNN once, popularity; the blog split left out
+    assert lines[2].startswith("| item_knn | baseline/first-200 | 200 | 0.0360 [0.0240, 0.0480]")
+    assert lines[3].startswith("| popularity | baseline | 200 | 0.0200")
