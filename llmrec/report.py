@@ -427,7 +427,7 @@ def aggregate(
     import pandas as pd
 
     from llmrec import plots
-    from llmrec.results import collect, write_results
+    from llmrec.results import collect, drop_repeats, headline, write_results
 
     out_root = Path(out_root) if out_root is not None else runs_dir()
     reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
@@ -444,15 +444,12 @@ def aggregate(
         df.insert(0, "run", r["run"])
         if "model" not in df.columns:
             df["model"] = r["params"].get("model")
-        new_paths = []
+        sources = []
         for metrics_path, src in zip(r["metrics"], df["predictions"], strict=True):
             beside = Path(metrics_path).parent / Path(src).name  # where save_system_run put it
             src = beside if beside.is_file() else _resolve(src)  # (a run made in another clone)
-            dst = pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-            new_paths.append(_rel_to_repo(dst))
-        df["predictions"] = new_paths
+            sources.append((src, pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())))
+        df["predictions"] = sources
         frames.append(df)
     figures: list[str] = []
     for r in runs:
@@ -463,11 +460,15 @@ def aggregate(
             figures.append(_rel_to_repo(dst))
     if not frames:
         return None
-    table = pd.concat(frames, ignore_index=True)
+    table = drop_repeats(pd.concat(frames, ignore_index=True))
+    new_paths = []
+    for src, dst in table["predictions"]:  # copied only for the rows that stay
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        new_paths.append(_rel_to_repo(dst))
+    table["predictions"] = new_paths
     write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
     write_timings(runs, reports_out)
-    from llmrec.results import headline
-
     atomic_write_text(reports_out / "headline.md", headline(table))
     for fig_path in plots.summary_figures(table, fig_root):
         figures.append(_rel_to_repo(fig_path))

@@ -73,6 +73,14 @@ def upsert(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([old[keep], new], ignore_index=True)
 
 
+def drop_repeats(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the rows that repeat an earlier row's key and every headline number:
+    the same reference scored by several runs (item-kNN's first-N, which every model's
+    chapter 07 scores). Rows keyed alike whose numbers differ all stay, so a conflict shows."""
+    same = [c for c in FIRST_COLUMNS if c in table.columns and c != "predictions"]
+    return table.drop_duplicates(subset=same).reset_index(drop=True)
+
+
 def _fmt(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
@@ -146,15 +154,10 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
 def headline(table: pd.DataFrame, split: str = "temporal") -> str:
     """The results that answer the question, as markdown: every system scored on ``split``'s
     test records, best MAP@4 first, with its interval, the records it was scored on,
-    hallucination and validity (the decoding sweep's validation rows are left out). A row
-    that several runs made alike (item-kNN's first-N reference, which every model's chapter
-    07 scores) is shown once."""
+    hallucination and validity (the decoding sweep's validation rows are left out)."""
     rows = table[table["split"] == split]
     if rows.empty:
         return f"(no system was scored on the {split} test records)\n"
-    shown = ["system", "setting", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
-             "hallucination_rate", "validity"]
-    rows = rows.drop_duplicates(subset=[c for c in shown if c in rows.columns])
     rows = rows.sort_values("map_at_4", ascending=False)
     lines = ["| system | setting | records | MAP@4 [95% interval] | hallucination | validity |",
              "| --- | --- | --- | --- | --- | --- |"]
