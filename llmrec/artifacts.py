@@ -19,10 +19,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from llmrec.paths import repo_root
+from llmrec.paths import repo_root, slug
 
 #: Packages whose versions every run records.
 TRACKED_PACKAGES = [
@@ -115,8 +116,6 @@ def git_commit() -> str | None:
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {}
     for name in names:
         try:
@@ -128,15 +127,13 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str |
 
 def run_info(params: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What every run records beside its results: parameters, versions, commit, machine, time."""
-    import os as _os
-
     return {
         "params": dict(params or {}),
         "git_commit": git_commit(),
         "versions": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu_count": _os.cpu_count(),
+        "cpu_count": os.cpu_count(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
@@ -154,13 +151,9 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")
-
-
 def system_dir(run_dir: str | Path, system: str, setting: str, split: str) -> Path:
     """``<run_dir>/<system>__<setting>/<split>/``: where one evaluated system's files go."""
-    return Path(run_dir) / f"{_slug(system)}__{_slug(setting)}" / _slug(split)
+    return Path(run_dir) / f"{slug(system)}__{slug(setting)}" / slug(split)
 
 
 def save_system_run(
@@ -189,3 +182,20 @@ def save_system_run(
            "predictions": str(rel), **dict(extra or {})}
     write_json(folder / "metrics.json", row)
     return row
+
+
+def load_rows(run_dir: str | Path, system: str, setting: str, split: str) -> list[dict[str, Any]] | None:
+    """The prediction rows saved for ``system x setting x split`` under ``run_dir``, or None."""
+    path = system_dir(run_dir, system, setting, split) / "predictions.jsonl.gz"
+    return read_jsonl(path) if path.is_file() else None
+
+
+def saved_rows(run_dir: str | Path, system: str, split: str) -> dict[str, list[dict[str, Any]]]:
+    """Every setting saved under ``run_dir`` for ``system`` and ``split``: setting -> rows."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(run_dir).glob(f"*/{split}/metrics.json")):
+        meta = read_json(path)
+        pred = path.parent / "predictions.jsonl.gz"
+        if meta.get("system") == system and meta.get("split") == split and pred.is_file():
+            out[meta["setting"]] = read_jsonl(pred)
+    return out

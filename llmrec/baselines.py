@@ -17,6 +17,7 @@ liked more often in training, then to the smaller id.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,31 +26,28 @@ import pandas as pd
 import scipy.sparse as sp
 
 from llmrec.errors import LlmrecError
+from llmrec.matching import Catalog, embed_texts
+from llmrec.recommenders import Recommender, build, ranked_predictions, register
+from llmrec.records import item_popularity
 
 BASELINES = ["random", "popularity", "item_knn", "content", "als"]
 
 
-def item_popularity(train_records: pd.DataFrame) -> dict[int, int]:
-    """item id -> number of training records whose 10 items (input and target) include it."""
-    counts: dict[int, int] = {}
-    for col in ("input_ids", "target_ids"):
-        for items in train_records[col]:
-            for i in items:
-                counts[int(i)] = counts.get(int(i), 0) + 1
-    return counts
+class Baseline(Recommender):
+    """Scores every catalog item for a batch of input lists; ``recommend`` ranks them.
 
+    As a :class:`~llmrec.recommenders.Recommender` its ``system`` is its name, its setting
+    ``baseline``, and :meth:`predict` gives each record's top ``k`` (10) items."""
 
-class Baseline:
-    """Scores every catalog item for a batch of input lists; ``recommend`` ranks them."""
+    setting = "baseline"
 
-    name = ""
-
-    def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0):
-        from llmrec.matching import Catalog
-
+    def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0,
+                 k: int = 10):
         if len(train_records) == 0:
-            raise LlmrecError(f"baseline {self.name!r} needs training records; the split is empty")
-        self.seed = seed
+            raise LlmrecError(f"baseline {self.kind!r} needs training records; the split is empty")
+        self.system = self.name = self.kind
+        self.seed, self.k = seed, k
+        start = time.perf_counter()
         pop = item_popularity(train_records)
         ids = sorted(Catalog.from_movies(movies).item_ids)
         # columns ordered by training popularity, then id: a stable sort breaks ties this way
@@ -58,6 +56,7 @@ class Baseline:
         self.col = {int(i): c for c, i in enumerate(ids)}
         self.popularity = np.array([pop.get(i, 0) for i in ids], dtype=np.float64)
         self.fit(train_records, movies)
+        self.fit_seconds = time.perf_counter() - start
 
     # -- to implement
     def fit(self, train_records: pd.DataFrame, movies: pd.DataFrame) -> None:
@@ -99,18 +98,22 @@ class Baseline:
         """Top-``k`` item ids for one list of input items (inputs excluded)."""
         return self.recommend_many([input_ids], k)[0]
 
+    def predict(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        return ranked_predictions(self.recommend_many(records["input_ids"], self.k))
 
+    def settings(self) -> dict[str, Any]:
+        return {"fit_seconds": round(self.fit_seconds, 3)}
+
+
+@register("random")
 class RandomBaseline(Baseline):
-    name = "random"
-
     def scores(self, inputs, input_lists):
         return np.stack([np.random.default_rng([self.seed, *items]).random(len(self.item_ids))
                          for items in input_lists])
 
 
+@register("popularity")
 class PopularityBaseline(Baseline):
-    name = "popularity"
-
     def scores(self, inputs, input_lists):
         return np.broadcast_to(self.popularity, (len(input_lists), len(self.item_ids))).copy()
 
@@ -123,9 +126,8 @@ def _train_matrix(b: Baseline, train_records: pd.DataFrame) -> sp.csr_matrix:
     return x
 
 
+@register("item_knn")
 class ItemKnnBaseline(Baseline):
-    name = "item_knn"
-
     def fit(self, train_records, movies):
         x = _train_matrix(self, train_records)
         co = (x.T @ x).tocsr()
@@ -140,12 +142,9 @@ class ItemKnnBaseline(Baseline):
         return np.asarray((inputs @ self.sim).todense())
 
 
+@register("content")
 class ContentBaseline(Baseline):
-    name = "content"
-
     def fit(self, train_records, movies):
-        from llmrec.matching import embed_texts
-
         ids = np.sort(self.item_ids)  # a fixed order, so the cached embeddings are reused
         frame = movies.set_index("item_id").loc[ids]
         texts = [f"{t} {', '.join(g)}" for t, g in zip(frame["display_title"], frame["genres"],
@@ -159,10 +158,10 @@ class ContentBaseline(Baseline):
         return mean @ self.emb.T
 
 
+@register("als")
 class AlsBaseline(Baseline):
     """Implicit ALS: preference 1 for a like, confidence 1 + alpha; training records are users."""
 
-    name = "als"
     factors, reg, alpha, iterations = 32, 0.1, 10.0, 10
 
     def fit(self, train_records, movies):
@@ -203,23 +202,9 @@ class AlsBaseline(Baseline):
         return u @ self.y.T
 
 
-_CLASSES = {c.name: c for c in (RandomBaseline, PopularityBaseline, ItemKnnBaseline,
-                                 ContentBaseline, AlsBaseline)}
-
-
 def fit_baseline(name: str, train_records: pd.DataFrame, movies: pd.DataFrame,
                  seed: int = 0) -> Baseline:
     """Fit baseline ``name`` (one of :data:`BASELINES`) on training records."""
-    if name not in _CLASSES:
+    if name not in BASELINES:
         raise LlmrecError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
-    return _CLASSES[name](train_records, movies, seed)
-
-
-def predict_rows(baseline: Baseline, records: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
-    """Prediction rows (PROTOCOL.md section 7) of ``baseline`` for each record: top-``k`` ids."""
-    inputs = [list(map(int, i)) for i in records["input_ids"]]
-    recs = baseline.recommend_many(inputs, k)
-    return [{"record_id": rid, "user_id": int(uid), "input_ids": inp,
-             "target_ids": list(map(int, tgt)), "predicted_ids": rec}
-            for rid, uid, inp, tgt, rec in zip(records["record_id"], records["user_id"], inputs,
-                                               records["target_ids"], recs, strict=True)]
+    return build(name, train_records=train_records, movies=movies, seed=seed)

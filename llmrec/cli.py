@@ -19,7 +19,7 @@ CLI_MODULES = [
     "llmrec.records",
     "llmrec.matching",
     "llmrec.train",
-    "llmrec.report",
+    "llmrec.runner",
     "llmrec.results",
 ]
 

@@ -32,31 +32,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrec.decoding import preset_kwargs
 from llmrec.errors import LlmrecError
-
-SEPARATOR = " => "
-
-
-def _decode(tokenizer, ids: Sequence[int]) -> str:
-    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def continuation_ids(tokenizer, text: str, anchor: str = "") -> list[int] | None:
-    """Token ids that spell ``text`` right after ``anchor``, as the tokenizer splits ``anchor + text``.
-
-    Returns None when no tokenization decodes back to exactly ``text`` in that context.
-    """
-    a_ids = tokenizer.encode(anchor, add_special_tokens=False) if anchor else []
-    a_text = _decode(tokenizer, a_ids)
-    candidates = []
-    full = tokenizer.encode(anchor + text, add_special_tokens=False)
-    if full[: len(a_ids)] == a_ids and len(full) > len(a_ids):
-        candidates.append(full[len(a_ids):])
-    candidates.append(tokenizer.encode(text, add_special_tokens=False))
-    for ids in candidates:
-        if ids and _decode(tokenizer, a_ids + ids) == a_text + text:
-            return ids
-    return None
+from llmrec.formats import SEPARATOR, title_map, titles_for
+from llmrec.matching import Catalog
+from llmrec.parsing import parse_completion
+from llmrec.prompts import build_prompts
+from llmrec.recommenders import Recommender, register
+from llmrec.tokens import continuation_ids, decode
 
 
 class _Node:
@@ -250,8 +233,6 @@ def _free_children(node: _Node, excluded: frozenset[int] | set[int]) -> list[int
 
 def _generate_kwargs(preset: str | Mapping[str, Any]) -> dict[str, Any]:
     """``generate`` arguments of a preset name (:data:`llmrec.decoding.PRESETS`) or a dict."""
-    from llmrec.decoding import preset_kwargs
-
     kwargs = dict(preset) if isinstance(preset, Mapping) else preset_kwargs(preset)
     for key in ("max_new_tokens", "min_new_tokens", "max_length", "min_length"):
         kwargs.pop(key, None)
@@ -327,7 +308,7 @@ def constrained_generate(
                 toks = seqs[row, plen:].tolist()
                 titles, end = trie.walk(toks, excl[i], n_titles)
                 kept += end
-                text = _decode(tokenizer, toks[:end])
+                text = decode(tokenizer, toks[:end])
                 canonical = trie.separator.join(trie.titles[t] for t in titles)
                 text = text[len(trie.first_prefix):] if text.startswith(trie.first_prefix) else text
                 # The tree only holds round-trip-checked paths, so this is a safety net.
@@ -344,85 +325,69 @@ def constrained_generate(
     return [o or "" for o in out]
 
 
-def evaluate_constrained(
-    model: Any,
-    tokenizer: Any,
-    records,
-    movies,
-    prompts: Sequence[str],
-    trie: CatalogTrie,
-    catalog: Any,
-    item_popularity: Mapping[int, float] | None,
-    preset: str | Mapping[str, Any] = "beam4",
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    seed: int = 0,
-    k: int = 4,
-    exclude_inputs: bool = True,
-    progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Constrained generation scored like :func:`llmrec.llm_eval.evaluate_llm`: ``(rows, metrics)``.
+@register("constrained")
+class ConstrainedGeneration(Recommender):
+    """An LLM that can only spell catalog titles: ``style`` prompts, decoding ``preset``, the
+    catalog's prefix trees (``trie``). With ``exclude_inputs`` a record's input titles
+    cannot be recommended.
 
     The titles are the completion split on the separator and map to their ids by exact
-    lookup in ``catalog`` (``Catalog.exact``): the matcher is a no-op. With
-    ``exclude_inputs`` a record's input titles cannot be recommended. Each row also says
-    whether :func:`llmrec.parsing.parse_completion` reads the same titles
-    (``parser_agrees``); ``metrics`` adds timings and the constraint's own cost.
+    lookup in ``catalog`` (``Catalog.exact``): no matcher is involved. Each prediction also
+    says whether :func:`llmrec.parsing.parse_completion` reads the same titles
+    (``parser_agrees``); the settings add the constraint's own cost.
     """
-    from llmrec import metrics as M
-    from llmrec.llm_eval import YearIndex, failure_flags, failure_rates
-    from llmrec.parsing import parse_completion
-    from llmrec.prompts import title_map, titles_for
 
-    if len(prompts) != len(records):
-        raise LlmrecError(f"{len(prompts)} prompts for {len(records)} records; give one prompt per record")
-    names = title_map(movies)
-    exclude = ([titles_for(r.input_ids, names) for r in records.itertuples()]
-               if exclude_inputs else None)
-    stats: dict[str, float] = {}
-    texts = constrained_generate(model, tokenizer, prompts, trie, preset=preset, n_titles=k,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                 exclude=exclude, seed=seed, progress=progress, stats=stats)
-    years = YearIndex(movies)
-    rows = []
-    for r, text in zip(records.itertuples(), texts, strict=True):
-        titles = [t for t in text.split(trie.separator) if t] if text else []
-        missing = [t for t in titles if t not in catalog.exact]
-        if missing:
-            raise LlmrecError(f"constrained title {missing[0]!r} is not in the catalog; build the "
-                              "trie from the same catalog (Catalog.titles)")
-        ids = [catalog.ids[catalog.exact[t]] for t in titles]
-        rows.append({
-            "record_id": r.record_id,
-            "user_id": int(r.user_id),
-            "input_ids": [int(i) for i in r.input_ids],
-            "target_ids": [int(i) for i in r.target_ids],
-            "predicted_ids": [i[0] if len(i) == 1 else list(i) for i in ids],
-            "titles": titles,
-            "completion": text,
-            "parser_agrees": parse_completion(text, max_titles=k) == titles,
-            "failures": failure_flags(text, titles, years),
-        })
-    scores = M.score(rows, k_values=(k, 10) if k != 10 else (k,), catalog_size=len(catalog),
-                     item_popularity=item_popularity, n_titles_expected=k,
-                     catalog_ids=getattr(catalog, "item_ids", None), seed=seed)
-    n = len(rows)
-    gen = stats.get("seconds", 0.0)
-    metrics = {
-        **scores,
-        **failure_rates(rows),
-        "preset": preset if isinstance(preset, str) else "custom",
-        "constrained": True,
-        "exclude_inputs": exclude_inputs,
-        "batch_size": batch_size,
-        "max_new_tokens": max_new_tokens or trie.max_tokens(k),
-        "seed": seed,
-        "seconds": round(gen, 3),
-        "generation_seconds": round(gen, 3),
-        "constraint_seconds": round(stats.get("constraint_seconds", 0.0), 3),
-        "new_tokens": int(stats.get("new_tokens", 0)),
-        "seconds_per_record": round(gen / n, 4) if n else float("nan"),
-        "prompts_per_second": round(n / gen, 4) if n and gen > 0 else float("nan"),
-        "parser_agreement": sum(r["parser_agrees"] for r in rows) / n if n else float("nan"),
-    }
-    return rows, metrics
+    def __init__(self, model: Any, tokenizer: Any, movies, catalog: Catalog, trie: CatalogTrie,
+                 *, system: str, setting: str, style: str = "alpaca",
+                 preset: str | Mapping[str, Any] = "beam4", batch_size: int = 8,
+                 max_new_tokens: int | None = None, seed: int = 0, k: int = 4,
+                 exclude_inputs: bool = True, progress: bool = True):
+        self.model, self.tokenizer, self.movies, self.catalog, self.trie = (
+            model, tokenizer, movies, catalog, trie)
+        self.system, self.setting, self.style, self.preset = system, setting, style, preset
+        self.batch_size, self.max_new_tokens, self.seed, self.k = batch_size, max_new_tokens, seed, k
+        self.exclude_inputs, self.progress = exclude_inputs, progress
+        self.stats: dict[str, float] = {}
+        self.parser_agreement = float("nan")
+
+    def predict(self, records) -> list[dict[str, Any]]:
+        prompts = build_prompts(self.style, records, self.movies, tokenizer=self.tokenizer, n=self.k)
+        names = title_map(self.movies)
+        exclude = ([titles_for(r.input_ids, names) for r in records.itertuples()]
+                   if self.exclude_inputs else None)
+        self.stats = {}
+        texts = constrained_generate(self.model, self.tokenizer, prompts, self.trie,
+                                     preset=self.preset, n_titles=self.k,
+                                     batch_size=self.batch_size,
+                                     max_new_tokens=self.max_new_tokens, exclude=exclude,
+                                     seed=self.seed, progress=self.progress, stats=self.stats)
+        out = []
+        for text in texts:
+            titles = [t for t in text.split(self.trie.separator) if t] if text else []
+            missing = [t for t in titles if t not in self.catalog.exact]
+            if missing:
+                raise LlmrecError(f"constrained title {missing[0]!r} is not in the catalog; build "
+                                  "the trie from the same catalog (Catalog.titles)")
+            ids = [self.catalog.ids[self.catalog.exact[t]] for t in titles]
+            out.append({"predicted_ids": [i[0] if len(i) == 1 else list(i) for i in ids],
+                        "titles": titles, "completion": text,
+                        "parser_agrees": parse_completion(text, max_titles=self.k) == titles})
+        self.parser_agreement = (sum(p["parser_agrees"] for p in out) / len(out)
+                                 if out else float("nan"))
+        self.n_predicted = len(out)
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        n, gen = getattr(self, "n_predicted", 0), self.stats.get("seconds", 0.0)
+        return {
+            "preset": self.preset if isinstance(self.preset, str) else "custom",
+            "constrained": True,
+            "exclude_inputs": self.exclude_inputs,
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens or self.trie.max_tokens(self.k),
+            "generation_seconds": round(gen, 3),
+            "constraint_seconds": round(self.stats.get("constraint_seconds", 0.0), 3),
+            "new_tokens": int(self.stats.get("new_tokens", 0)),
+            "prompts_per_second": round(n / gen, 4) if n and gen > 0 else float("nan"),
+            "parser_agreement": self.parser_agreement,
+        }

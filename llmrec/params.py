@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
+from llmrec.paths import slug
 
 # key: (allowed types, default, meaning)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
@@ -43,7 +44,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "lora": ((dict,), {}, "LoRA training options (see llmrec.train.LoraConfig)"),
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
     "chapters": ((list, type(None)), None, "notebooks to run (null: all)"),
-    "run_dir": ((str,), "runs/dev", "where this run writes its artefacts"),
+    "run_dir": ((str,), "runs/dev", "where this run writes its artefacts (relative: to the repository)"),
+    "common_dir": ((str, type(None)), None,
+                   "the model-independent run whose baselines a chapter compares with "
+                   "(null: runs/common-<dataset>-<profile>)"),
     "interactive": ((bool,), False, "build widgets (set True in JupyterLab; papermill runs keep False)"),
 }
 
@@ -93,6 +97,22 @@ def records_for(test, preset: str, params: Mapping[str, Any]):
         caps.append(params.get("beam_limit"))
     caps = [n for n in caps if n is not None]
     return test.head(min(caps)) if caps else test
+
+
+#: The keys a model-independent chapter receives from the parameter file.
+COMMON_KEYS = ("dataset", "seed", "splits", "eval_limit", "profile")
+
+
+def common_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the model-independent run a parameter file needs."""
+    out = {k: params[k] for k in COMMON_KEYS}
+    if params["profile"] != "smoke":
+        # PROTOCOL.md section 2 reports both splits; the model-independent chapters cost a
+        # minute, so they always cover both, whatever the LLM chapters can afford.
+        out["splits"] = ["temporal", "blog"]
+    dataset = "ml-100k" if params["dataset"] is None else Path(params["dataset"]).name
+    out["name"] = f"common-{slug(dataset)}-{params['profile']}"
+    return out
 
 
 def load_params(path: str | Path) -> dict[str, Any]:

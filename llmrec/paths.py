@@ -26,6 +26,18 @@ def reports_dir() -> Path:
     return repo_root() / "reports"
 
 
+def in_repo(path: str | Path) -> Path:
+    """``path`` as given when absolute, else under the repository root: a run folder named in a
+    parameters cell lands in the repository's ``runs/`` wherever the notebook was opened."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def slug(text: str) -> str:
+    """``text`` as a folder name: letters, digits, ``-_.``; anything else becomes ``-``."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "x"
+
+
 def runs_dir() -> Path:
     """``runs/`` at the repository root (git-ignored): full products of report runs."""
     return repo_root() / "runs"

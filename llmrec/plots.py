@@ -1,10 +1,15 @@
-"""Summary figures across runs: the blog's published table beside ours, and the size trend.
+"""Every figure of the report: the chapters' and the summaries across runs.
 
-Each function takes the results table (``reports/results.csv`` as a frame: one row per
-system x setting x split with ``map_at_4`` and its interval) and returns a matplotlib
-figure drawn with seaborn, with a title and axis labels with units. :func:`summary_figures`
-draws both and saves them as PNG. Chapter figures live in their notebooks; these are the
-ones that need every run at once.
+Each function takes frames of results (rows of ``reports/results.csv``: one per system x
+setting x split with ``map_at_4``, its interval and ``n_records``) and returns a
+matplotlib figure drawn with seaborn, with a title, axis labels with units and the number
+of records behind it. Chapter figures: :func:`map_intervals` (MAP@4 with intervals, the
+baselines as reference lines), :func:`paired_differences`, :func:`failure_shares`,
+:func:`loss_curves`. Summaries: :func:`blog_vs_ours`, :func:`size_trend`
+(:func:`summary_figures` saves both).
+
+matplotlib and seaborn are imported inside the functions: this module is imported by the
+command line (through :mod:`llmrec.results`), which should not pay for them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.blog import CAVEATS, MODEL_PARAMS, blog_table
+from llmrec.published import CAVEATS, MODEL_PARAMS, blog_table
 
 BLOG_LABEL = "blog, as published (LoRA + 4 beams, MAP@K, no interval)"
 MAP_LABEL = "MAP@4 (0 to 1; higher is better)"
@@ -33,15 +38,124 @@ def _errors(df: pd.DataFrame) -> tuple[list[float], list[float]]:
     return list(low), list(high)
 
 
+def _pyplot():
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return plt, sns
+
+
+def zero_hit_bound(n_records: int) -> float:
+    """One-sided 95% upper bound of a rate with no hit in ``n_records`` (rule of three)."""
+    return 3.0 / n_records if n_records else float("nan")
+
+
+def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | None = None,
+                  label: str = "setting"):
+    """MAP@4 per row with its 95% bootstrap interval, one line per row (``label`` column,
+    with split and records), and each reference row (a baseline) as a dashed vertical line.
+
+    A row with no hit at all has a degenerate interval [0, 0]: it is drawn as a dotted bar
+    up to the rule-of-three bound 3/n (MAP@4 is at most the hit rate), marked "0 hits"."""
+    plt, sns = _pyplot()
+    rows = rows.reset_index(drop=True)
+    labels = [f"{r[label]} ({r['split']}, n={int(r['n_records'])})" for _, r in rows.iterrows()]
+    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.42 * len(rows)))
+    colour = sns.color_palette()[0]
+    right = 0.0
+    for i, r in rows.iterrows():
+        if r["map_at_4_high"] > 0:
+            ax.errorbar(r["map_at_4"], i, xerr=[[r["map_at_4"] - r["map_at_4_low"]],
+                                                [r["map_at_4_high"] - r["map_at_4"]]],
+                        fmt="o", capsize=4, color=colour)
+            right = max(right, r["map_at_4_high"])
+        else:
+            bound = zero_hit_bound(int(r["n_records"]))
+            ax.plot([0, bound], [i, i], ls=":", color=colour, marker="|", markersize=10)
+            ax.plot([0], [i], "o", mfc="white", color=colour)
+            ax.annotate(f"0 hits (< {bound:.3f})", (bound, i), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+            right = max(right, bound)
+    if references is not None:
+        palette = sns.color_palette("Dark2", len(references))
+        for c, (_, r) in zip(palette, references.iterrows(), strict=True):
+            ax.axvline(r["map_at_4"], ls="--", lw=1, color=c,
+                       label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
+            right = max(right, r["map_at_4"])
+        ax.legend(title="baselines, same split", fontsize=8, loc="lower right")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_xlim(0, max(right * 1.25, 1e-3))
+    ax.set_title(title)
+    ax.set_xlabel("MAP@4 (0 to 1; mean over records, 95% bootstrap interval)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(paired: pd.DataFrame, title: str, metric: str = "MAP@4"):
+    """Each system's paired-bootstrap difference from the reference (``diff`` with its 95%
+    interval, from :func:`llmrec.comparison.paired_table`), a grey line at no difference."""
+    plt, _ = _pyplot()
+    paired = paired.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.5 * len(paired)))
+    ax.errorbar(paired["diff"], range(len(paired)),
+                xerr=[paired["diff"] - paired["diff_low"], paired["diff_high"] - paired["diff"]],
+                fmt="o", color="tab:blue", capsize=4)
+    ax.axvline(0, color="grey", lw=1)
+    split = f"{paired['split'].iloc[0]}, " if "split" in paired else ""
+    ax.set_yticks(range(len(paired)), list(paired["system"]))
+    ax.set_title(f"{title}\n({split}paired on the same {int(paired['n_records'].iloc[0])} records)")
+    ax.set_xlabel(f"difference in {metric} (absolute, 0-1 scale; 95% paired bootstrap)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart(data: pd.DataFrame, x: str, y: str, hue: str, title: str, xlabel: str,
+              ylabel: str, size: tuple[float, float] = (7, 3.6)):
+    """Bars of ``y`` per ``x`` and ``hue`` (one value each: no error bars)."""
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=size)
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def failure_shares(fails: pd.DataFrame, title: str, columns: list[str]):
+    """Share of completions showing each failure mode, per ``setting`` (with its count)."""
+    plt, sns = _pyplot()
+    counts = fails.groupby("setting").size()
+    fails = fails.assign(setting=fails["setting"].map(lambda s: f"{s} (n={counts[s]})"))
+    long = fails.melt(id_vars=["setting"], value_vars=columns, var_name="failure", value_name="share")
+    long["share"] = long["share"].astype(float) * 100
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.barplot(data=long, y="failure", x="share", hue="setting", ax=ax, errorbar=None)
+    ax.set_title(title)
+    ax.set_xlabel("completions with this failure (%)")
+    ax.set_ylabel("failure mode")
+    ax.set_xlim(0, 100)
+    return fig
+
+
+def loss_curves(curves: pd.DataFrame, title: str):
+    """Training and validation loss per epoch (``epoch``, ``loss``, ``part``, ``split``)."""
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=curves, x="epoch", y="loss", hue="part", style="split", markers=True, ax=ax)
+    ax.set_title(title)
+    ax.set_xlabel("epoch (passes over the training records)")
+    ax.set_ylabel("cross-entropy (nats per response token)")
+    return fig
+
+
 def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
     """Horizontal bars: the blog's five models as published, then every system of ours.
 
     Ours: MAP@4 on ``split`` (default the primary split) with its 95% bootstrap interval,
     baselines included, one bar per system x setting.
     """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+    plt, sns = _pyplot()
     split = split or primary_split(table)
     ours = table[table["split"] == split].copy()
     ours["label"] = ours["system"].astype(str) + " · " + ours["setting"].astype(str)
@@ -85,9 +199,7 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
     One line per setting (ours, with 95% intervals); baselines have no size and are drawn
     as dashed levels. The blog's published points are drawn in grey for scale.
     """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+    plt, sns = _pyplot()
     split = split or primary_split(table)
     ours = table[table["split"] == split].copy()
     ours["n_params"] = [model_size(r) for r in ours.to_dict("records")]
@@ -123,8 +235,7 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
 
 def summary_figures(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Draw :func:`blog_vs_ours` and :func:`size_trend` on the primary split; save as PNG."""
-    import matplotlib.pyplot as plt
-
+    plt, _ = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -23,7 +23,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from llmrec.errors import LlmrecError
+from llmrec.formats import join_titles, title_map, titles_for
 
 STYLES = ("zero-shot", "few-shot", "chat", "alpaca")
 #: Ratings at or below this are dislikes (the blog's suggested variant).
@@ -40,26 +43,6 @@ def load_template(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _join(titles: Sequence[str]) -> str:
-    return load_template("zero_shot")["separator"].join(titles)
-
-
-def title_map(movies, with_year: bool = True) -> dict[int, str]:
-    """item_id -> the title a model sees: ``Title (Year)`` or, without years, ``Title``."""
-    col = "display_title" if with_year else "title"
-    return dict(zip(movies["item_id"].astype(int), movies[col].astype(str), strict=False))
-
-
-def titles_for(ids: Sequence[int], movies, with_year: bool = True) -> list[str]:
-    """The titles of ``ids`` as shown to a model (MovieLens' trailing article kept)."""
-    names = movies if isinstance(movies, Mapping) else title_map(movies, with_year)
-    try:
-        return [names[int(i)] for i in ids]
-    except KeyError as err:
-        raise LlmrecError(f"item id {err.args[0]} is not in the movies table; "
-                          "load records and movies from the same dataset") from None
-
-
 # --- the four styles, one record at a time -------------------------------------------------
 
 def zero_shot_prompt(liked: Sequence[str], n: int = 4,
@@ -67,9 +50,9 @@ def zero_shot_prompt(liked: Sequence[str], n: int = 4,
     """The blog's continuation prompt for one list of liked titles."""
     t = load_template("zero_shot")
     if disliked is None:
-        return t["prompt"].format(liked=_join(liked), n=n)
+        return t["prompt"].format(liked=join_titles(liked), n=n)
     return t["prompt_with_dislikes"].format(
-        liked=_join(liked), n=n, disliked=_join(disliked) if disliked else t["no_dislikes"])
+        liked=join_titles(liked), n=n, disliked=join_titles(disliked) if disliked else t["no_dislikes"])
 
 
 def few_shot_prompt(liked: Sequence[str], shots: Sequence[Mapping[str, Any]], n: int = 4,
@@ -81,12 +64,12 @@ def few_shot_prompt(liked: Sequence[str], shots: Sequence[Mapping[str, Any]], n:
     parts = []
     for shot in shots:
         if disliked is None:
-            parts.append(t["example"].format(liked=_join(shot["liked"]), n=len(shot["answer"]),
-                                             answer=_join(shot["answer"])))
+            parts.append(t["example"].format(liked=join_titles(shot["liked"]), n=len(shot["answer"]),
+                                             answer=join_titles(shot["answer"])))
         else:
             parts.append(t["example_with_dislikes"].format(
-                liked=_join(shot["liked"]), n=len(shot["answer"]), answer=_join(shot["answer"]),
-                disliked=_join(shot.get("disliked") or []) or none))
+                liked=join_titles(shot["liked"]), n=len(shot["answer"]), answer=join_titles(shot["answer"]),
+                disliked=join_titles(shot.get("disliked") or []) or none))
     return "".join(parts) + zero_shot_prompt(liked, n=n, disliked=disliked)
 
 
@@ -107,8 +90,8 @@ def alpaca_parts(input_titles: Sequence[str], output_titles: Sequence[str],
                  n: int = 4) -> tuple[str, str]:
     """``(prompt, answer)`` of a training example: the loss is computed on ``answer`` only."""
     t = load_template("alpaca")
-    prompt = t["prompt_input"].format(instruction=alpaca_instruction(n), input=_join(input_titles))
-    return prompt, _join(output_titles)
+    prompt = t["prompt_input"].format(instruction=alpaca_instruction(n), input=join_titles(input_titles))
+    return prompt, join_titles(output_titles)
 
 
 def split_alpaca(text: str) -> tuple[str, str]:
@@ -134,10 +117,10 @@ def chat_prompt(tokenizer: Any, titles: Sequence[str], n: int = 4,
     t = load_template("chat")
     if disliked is not None:
         none = load_template("zero_shot")["no_dislikes"]
-        text = t["user_with_dislikes"].format(liked=_join(titles), n=n,
-                                              disliked=_join(disliked) if disliked else none)
+        text = t["user_with_dislikes"].format(liked=join_titles(titles), n=n,
+                                              disliked=join_titles(disliked) if disliked else none)
     else:
-        text = t["user" if with_year else "user_no_year"].format(liked=_join(titles), n=n)
+        text = t["user" if with_year else "user_no_year"].format(liked=join_titles(titles), n=n)
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                          add_generation_prompt=True)
 
@@ -160,8 +143,6 @@ def blog_shots(k: int = 1) -> list[dict[str, Any]]:
 def shots_from_records(train_records, movies, k: int = 2, seed: int = 0,
                        with_year: bool = True) -> list[dict[str, Any]]:
     """``k`` worked examples drawn (seeded) from training records: liked = inputs, answer = targets."""
-    import numpy as np
-
     if k <= 0:
         return []
     if len(train_records) < k:
@@ -226,18 +207,23 @@ def build_prompts(
             shots = blog_shots(n_shots)
     if style == "chat" and tokenizer is None:
         raise LlmrecError("style 'chat' needs the model's tokenizer (tokenizer=...)")
-    prompts = []
-    for r, bad in zip(records.itertuples(), disliked, strict=False):
-        liked = titles_for(r.input_ids, names)
-        if style == "zero-shot":
-            prompts.append(zero_shot_prompt(liked, n, bad))
-        elif style == "few-shot":
-            prompts.append(few_shot_prompt(liked, shots, n, bad))
-        elif style == "chat":
-            prompts.append(chat_prompt(tokenizer, liked, n, bad, with_year))
-        else:
-            prompts.append(alpaca_prompt(liked, n=n))
-    return prompts
+    return [style_prompt(style, titles_for(r.input_ids, names), n, tokenizer, shots, bad, with_year)
+            for r, bad in zip(records.itertuples(), disliked, strict=False)]
+
+
+def style_prompt(style: str, liked: Sequence[str], n: int = 4, tokenizer: Any = None,
+                 shots: Sequence[Mapping[str, Any]] | None = None,
+                 disliked: Sequence[str] | None = None, with_year: bool = True) -> str:
+    """The prompt of one list of liked titles in ``style`` (one of :data:`STYLES`)."""
+    if style == "zero-shot":
+        return zero_shot_prompt(liked, n, disliked)
+    if style == "few-shot":
+        return few_shot_prompt(liked, shots or [], n, disliked)
+    if style == "chat":
+        return chat_prompt(tokenizer, liked, n, disliked, with_year)
+    if style == "alpaca":
+        return alpaca_prompt(liked, n=n)
+    raise LlmrecError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
 
 
 def check_lengths(prompts: Sequence[str], tokenizer: Any, context: int, reserve: int = 0) -> list[int]:

@@ -24,7 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec.artifacts import write_jsonl
+from llmrec.data import load_movielens
 from llmrec.errors import LlmrecError
+from llmrec.formats import join_titles, title_map, titles_for
 
 LIKE_THRESHOLD = 4.0
 WINDOW = 10
@@ -34,7 +37,6 @@ PARTS = ("train", "valid", "test")
 #: ``blog`` split: shares of the shuffled records that go to test, then to validation.
 BLOG_TEST_SHARE = 0.18
 BLOG_VALID_SHARE = 0.05
-SEPARATOR = " => "
 DEFAULT_INSTRUCTION = (
     "Given the 6 movies a user liked, in the order they watched them, recommend 4 more "
     "movies the user will like."
@@ -158,21 +160,19 @@ def split_sizes(records: pd.DataFrame, seed: int = 0) -> dict[str, dict[str, int
     return {s: {p: len(f) for p, f in split_records(records, s, seed).items()} for s in SPLITS}
 
 
-def _titles(movies: Any, with_year: bool) -> dict[int, str]:
-    frame = movies.movies if hasattr(movies, "movies") else movies
-    if isinstance(frame, Mapping):
-        return {int(k): str(v) for k, v in frame.items()}
-    col = "display_title" if with_year else "title"
-    return dict(zip(frame["item_id"].astype(int).tolist(), frame[col].tolist(), strict=True))
-
-
 def titles_text(item_ids: list[int], titles: Mapping[int, str]) -> str:
     """Item ids -> ``"A (1995) => B (1996)"``."""
-    try:
-        return SEPARATOR.join(titles[int(i)] for i in item_ids)
-    except KeyError as err:
-        raise LlmrecError(f"item {err.args[0]} is not in the movies table; use the movies of the "
-                          f"same dataset as the records") from None
+    return join_titles(titles_for(item_ids, titles))
+
+
+def item_popularity(train_records: pd.DataFrame) -> dict[int, int]:
+    """item id -> number of training records whose 10 items (input and target) include it."""
+    counts: dict[int, int] = {}
+    for col in ("input_ids", "target_ids"):
+        for items in train_records[col]:
+            for i in items:
+                counts[int(i)] = counts.get(int(i), 0) + 1
+    return counts
 
 
 def to_alpaca(
@@ -187,7 +187,7 @@ def to_alpaca(
     ``movies`` is a :class:`~llmrec.data.MovieLens`, its ``movies`` frame, or a dict
     item_id -> title. ``with_year=False`` shows bare titles (the ablation without years).
     """
-    titles = _titles(movies, with_year)
+    titles = title_map(movies, with_year)
     return [
         {
             "instruction": instruction,
@@ -215,8 +215,6 @@ def to_rows(records: pd.DataFrame) -> list[dict[str, Any]]:
 def load_split(split: str, part: str, dataset: str | Path | None = None, seed: int = 0,
                like_threshold: float = LIKE_THRESHOLD) -> pd.DataFrame:
     """Convenience: load MovieLens, build the records, and return one part of one split."""
-    from llmrec.data import load_movielens
-
     if part not in PARTS:
         raise LlmrecError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
     ml = load_movielens(dataset)
@@ -226,9 +224,6 @@ def load_split(split: str, part: str, dataset: str | Path | None = None, seed: i
 
 # ---------------------------------------------------------------- command line
 def _cmd_records(args) -> int:
-    from llmrec.artifacts import write_jsonl
-    from llmrec.data import load_movielens
-
     ml = load_movielens(args.dataset)
     records = build_records(ml.ratings, like_threshold=args.like_threshold)
     part = split_records(records, args.split, args.seed)[args.part]

@@ -23,36 +23,33 @@ from __future__ import annotations
 
 import copy
 import string
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmrec.errors import LlmrecError
+from llmrec.formats import join_titles, title_map, titles_for
+from llmrec.prompts import build_prompts, load_template
+from llmrec.recommenders import Recommender, ranked_predictions, register
+from llmrec.tokens import continuation_ids
 
-#: The LlamaRec-style listing prompt (a template, filled by :func:`letter_prompt`).
-LETTER_TEMPLATE = {
-    "prompt": ("Movies I liked: {liked}\nCandidate movies:\n{candidates}\n"
-               "Which candidate movie will I like most? Answer with its letter.\nAnswer: ("),
-    "candidate": "({letter}) {title}",
-}
 LETTERS = string.ascii_uppercase
 METHODS = ("likelihood", "letters")
 
 
-def letter_prompt(input_titles: Sequence[str], candidate_titles: Sequence[str],
-                  separator: str = " => ") -> str:
-    """The liked titles and the candidates labelled (A), (B), ...; ends where the letter goes."""
+def letter_prompt(input_titles: Sequence[str], candidate_titles: Sequence[str]) -> str:
+    """The liked titles and the candidates labelled (A), (B), ...; ends where the letter goes
+    (``templates/letters.json``)."""
     if len(candidate_titles) > len(LETTERS):
         raise LlmrecError(f"{len(candidate_titles)} candidates but only {len(LETTERS)} letters; "
                           "retrieve at most 26")
-    lines = [LETTER_TEMPLATE["candidate"].format(letter=LETTERS[i], title=t)
+    template = load_template("letters")
+    lines = [template["candidate"].format(letter=LETTERS[i], title=t)
              for i, t in enumerate(candidate_titles)]
-    return LETTER_TEMPLATE["prompt"].format(liked=separator.join(input_titles),
-                                            candidates="\n".join(lines))
+    return template["prompt"].format(liked=join_titles(input_titles), candidates="\n".join(lines))
 
 
 def _candidate_ids(tokenizer, titles: Sequence[str], anchor: str) -> list[list[int]]:
-    from llmrec.constrained import continuation_ids
-
     out = []
     for title in titles:
         ids = continuation_ids(tokenizer, title, anchor) or tokenizer.encode(title, add_special_tokens=False)
@@ -125,8 +122,6 @@ def rerank_likelihood(
 
 def letter_token_ids(tokenizer, n: int) -> list[int]:
     """The token id of each letter A, B, ... as it follows ``(`` (its first token)."""
-    from llmrec.constrained import continuation_ids
-
     ids = []
     for letter in LETTERS[:n]:
         tok = continuation_ids(tokenizer, letter, "(") or tokenizer.encode(letter, add_special_tokens=False)
@@ -221,53 +216,39 @@ def rerank(
     return order_by_scores(candidate_ids, scores, k), scores
 
 
-def evaluate_rerank(
-    model: Any,
-    tokenizer: Any,
-    records,
-    movies,
-    candidates: Sequence[Sequence[int]],
-    catalog: Any,
-    item_popularity: Mapping[int, float] | None,
-    method: str = "likelihood",
-    prompts: Sequence[str] | None = None,
-    k: int = 10,
-    batch_size: int = 20,
-    seed: int = 0,
-    progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rerank each record's retrieved ``candidates`` and score the top ``k``: ``(rows, metrics)``.
+@register("rerank")
+class Rerank(Recommender):
+    """Retrieve-then-rerank: ``retriever`` (a fitted baseline) proposes ``n_candidates`` per
+    record (inputs excluded), the LLM orders them by ``method``; the first ``k`` are the list.
 
-    Rows keep the ``candidates`` (retriever order) and the LLM ``scores`` beside the
-    ranked ``predicted_ids``; ``metrics`` is :func:`llmrec.metrics.score` plus timings.
-    """
-    import time
+    Predictions keep the ``candidates`` (retriever order) and the LLM's ``llm_scores``.
+    ``style``: the answer prompt whose first title is scored (``likelihood`` only)."""
 
-    from llmrec import metrics as M
-    from llmrec.ablations import ranked_rows
-    from llmrec.prompts import title_map, titles_for
+    def __init__(self, model: Any, tokenizer: Any, movies, retriever: Any, *, system: str,
+                 setting: str, method: str = "likelihood", style: str = "alpaca",
+                 n_candidates: int = 20, k: int = 10, batch_size: int = 20, progress: bool = True):
+        if method not in METHODS:
+            raise LlmrecError(f"unknown rerank method {method!r}; use one of {', '.join(METHODS)}")
+        self.model, self.tokenizer, self.movies, self.retriever = model, tokenizer, movies, retriever
+        self.system, self.setting, self.method, self.style = system, setting, method, style
+        self.n_candidates, self.k, self.batch_size, self.progress = n_candidates, k, batch_size, progress
+        self.rerank_seconds = float("nan")
 
-    if len(candidates) != len(records):
-        raise LlmrecError(f"{len(candidates)} candidate lists for {len(records)} records")
-    names = title_map(movies)
-    inputs = [titles_for(r.input_ids, names) for r in records.itertuples()]
-    if method == "likelihood" and prompts is None:
-        raise LlmrecError("method 'likelihood' needs the answer prompts (prompts=...)")
-    start = time.perf_counter()
-    ranked, scores = rerank(model, tokenizer, prompts or [""] * len(records), candidates, names,
-                            method=method, batch_size=batch_size, input_titles=inputs,
-                            progress=progress)
-    seconds = time.perf_counter() - start
-    extra = [{"candidates": [int(i) for i in c], "llm_scores": [round(float(x), 4) for x in s]}
-             for c, s in zip(candidates, scores, strict=True)]
-    rows = ranked_rows(records, ranked, k=k, extra=extra)
-    n = len(rows)
-    metrics = {
-        **M.score(rows, k_values=(4, 10), catalog_size=len(catalog), item_popularity=item_popularity,
-                  catalog_ids=getattr(catalog, "item_ids", None), seed=seed),
-        "method": method,
-        "n_candidates": max((len(c) for c in candidates), default=0),
-        "seconds": round(seconds, 3),
-        "seconds_per_record": round(seconds / n, 4) if n else float("nan"),
-    }
-    return rows, metrics
+    def predict(self, records) -> list[dict[str, Any]]:
+        candidates = self.retriever.recommend_many(records["input_ids"], self.n_candidates)
+        names = title_map(self.movies)
+        inputs = [titles_for(ids, names) for ids in records["input_ids"]]
+        prompts = (build_prompts(self.style, records, self.movies, tokenizer=self.tokenizer)
+                   if self.method == "likelihood" else [""] * len(records))
+        start = time.perf_counter()
+        ranked, scores = rerank(self.model, self.tokenizer, prompts, candidates, names,
+                                method=self.method, batch_size=self.batch_size,
+                                input_titles=inputs, progress=self.progress)
+        self.rerank_seconds = time.perf_counter() - start
+        extra = [{"candidates": [int(i) for i in c], "llm_scores": [round(float(x), 4) for x in sc]}
+                 for c, sc in zip(candidates, scores, strict=True)]
+        return ranked_predictions(ranked, self.k, extra)
+
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.method, "retriever": self.retriever.system,
+                "n_candidates": self.n_candidates, "rerank_seconds": round(self.rerank_seconds, 3)}

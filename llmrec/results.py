@@ -1,4 +1,4 @@
-"""The results table: gather ``metrics.json`` files into ``results.csv`` and ``results.md``.
+"""The results table: gather runs' ``metrics.json`` files into ``results.csv`` / ``results.md``.
 
 PROTOCOL.md section 7. Each ``metrics.json`` (written by
 :func:`llmrec.artifacts.save_system_run`) is one row, keyed by ``(system, setting, split)``;
@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from llmrec import plots
 from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
 from llmrec.errors import LlmrecError
-from llmrec.paths import repo_root, reports_dir
+from llmrec.metrics import score
+from llmrec.paths import repo_root, reports_dir, runs_dir
 
 KEY = ["system", "setting", "split"]
 FIRST_COLUMNS = [
@@ -135,8 +139,6 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
 
     K values are read from the row's ``map_at_K`` columns; ``catalog_size`` from the row when
     it has one (for coverage). Novelty needs the training likes' ``item_popularity``."""
-    from llmrec.metrics import score
-
     path = Path(str(row["predictions"]))
     if not path.is_absolute():
         path = repo_root() / path
@@ -175,10 +177,6 @@ def verify_table(table: pd.DataFrame, abs_tol: float = 1e-9) -> pd.DataFrame:
     many metrics were recomputed) and ``mismatches`` (``"key: table vs recomputed"``, empty
     when every number agrees). Metrics a recomputation cannot know (novelty, which needs the
     training popularity) are skipped, not counted."""
-    import math
-
-    from tqdm.auto import tqdm
-
     out = []
     for row in tqdm(table.to_dict("records"), desc="verify", unit="row", leave=False):
         compared, bad = 0, []
@@ -202,6 +200,134 @@ def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.Data
     if not path.is_file():
         raise LlmrecError(f"no results table at {path}; run `python -m llmrec report` first")
     return verify_table(pd.read_csv(path), abs_tol)
+
+
+# --- aggregating runs into the table -----------------------------------------------------
+
+def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every run under ``out_root`` with what its completed chapters wrote.
+
+    ``[{"run", "run_dir", "params", "metrics": [Path...], "figures": [Path...]}]``, runs with
+    no completed chapter left out; ``profiles`` keeps only runs of those profiles.
+    """
+    out = []
+    for info_path in sorted(Path(out_root).glob("*/run.json")):
+        run_dir = info_path.parent
+        params = read_json(info_path).get("params", {})
+        if profiles is not None and params.get("profile") not in set(profiles):
+            continue
+        found: dict[str, list[Path]] = {"metrics": [], "figures": []}
+        markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
+        for marker in markers:
+            done = read_json(marker)
+            for kind, paths in found.items():
+                paths += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
+        if markers:
+            out.append({"run": run_dir.name, "run_dir": run_dir, "params": params,
+                        **{kind: sorted(set(paths)) for kind, paths in found.items()}})
+    return out
+
+
+def _rel_to_repo(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else repo_root() / p
+
+
+def chapter_timings(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """A frame, one row per completed chapter of ``runs``: minutes, when it finished, the commit."""
+    rows = []
+    for r in runs:
+        for marker in sorted((Path(r["run_dir"]) / "notebooks").glob(".*.done.json")):
+            done = read_json(marker)
+            rows.append({"run": r["run"], "chapter": marker.name[1:-len(".done.json")],
+                         "minutes": round(float(done.get("seconds", 0.0)) / 60, 1),
+                         "finished_utc": done.get("finished_utc"),
+                         # markers written before commits were recorded in them say so
+                         "commit": (done.get("git_commit") or "")[:10] or "not recorded"})
+    return pd.DataFrame(rows, columns=["run", "chapter", "minutes", "finished_utc", "commit"])
+
+
+def write_timings(runs: Sequence[dict[str, Any]], reports_out: Path) -> Path:
+    """``timings.md``: where a report's time went, chapter by chapter and per run."""
+    table = chapter_timings(runs)
+    lines = ["# Where the report's time went", "",
+             "Wall minutes per completed chapter (from each chapter's completion marker).", "",
+             "| run | chapter | minutes | finished (UTC) | commit |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.run} | {r.chapter} | {r.minutes:.1f} | {r.finished_utc} | {r.commit} |"
+              for r in table.itertuples()]
+    lines += ["", "| run | minutes, all its chapters |", "| --- | --- |"]
+    lines += [f"| {run} | {minutes:.1f} |" for run, minutes in table.groupby("run")["minutes"].sum().items()]
+    lines += ["", f"Sum over every chapter: {table['minutes'].sum():.1f} minutes (runs that went side "
+              "by side overlap in wall time).", ""]
+    path = reports_out / "timings.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def aggregate(
+    out_root: str | Path | None = None,
+    reports_out: str | Path | None = None,
+    profiles: Iterable[str] | None = None,
+) -> dict[str, Any] | None:
+    """Gather the completed runs into the results table, predictions, figures; draw summaries.
+
+    Writes ``results.csv``, ``results.md``, ``predictions/<run>/...`` (the files the table's
+    ``predictions`` column points to, relative to the repository root) and ``figures/``
+    under ``reports_out``. Returns ``{"csv", "md", "n_rows", "figures"}`` or None when no
+    run completed anything.
+    """
+    out_root = Path(out_root) if out_root is not None else runs_dir()
+    reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
+    runs = completed_runs(out_root, profiles)
+    frames = []
+    pred_root = reports_out / "predictions"
+    fig_root = reports_out / "figures"
+    for sub in (pred_root, *[fig_root / r["run"] for r in runs]):
+        shutil.rmtree(sub, ignore_errors=True)  # rebuilt from the runs: nothing stale survives
+    for r in runs:
+        if not r["metrics"]:
+            continue
+        df = collect(r["metrics"]).copy()
+        df.insert(0, "run", r["run"])
+        if "model" not in df.columns:
+            df["model"] = r["params"].get("model")
+        sources = []
+        for metrics_path, src in zip(r["metrics"], df["predictions"], strict=True):
+            beside = Path(metrics_path).parent / Path(src).name  # where save_system_run put it
+            src = beside if beside.is_file() else _resolve(src)  # (a run made in another clone)
+            sources.append((src, pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())))
+        df["predictions"] = sources
+        frames.append(df)
+    figures: list[str] = []
+    for r in runs:
+        for png in r["figures"]:
+            dst = fig_root / r["run"] / png.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(png, dst)
+            figures.append(_rel_to_repo(dst))
+    if not frames:
+        return None
+    table = drop_repeats(pd.concat(frames, ignore_index=True))
+    new_paths = []
+    for src, dst in table["predictions"]:  # copied only for the rows that stay
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        new_paths.append(_rel_to_repo(dst))
+    table["predictions"] = new_paths
+    write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
+    write_timings(runs, reports_out)
+    atomic_write_text(reports_out / "headline.md", headline(table))
+    for fig_path in plots.summary_figures(table, fig_root):
+        figures.append(_rel_to_repo(fig_path))
+    return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),
+            "n_rows": len(table), "figures": figures}
 
 
 def _cmd_verify(args) -> int:

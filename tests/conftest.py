@@ -21,7 +21,7 @@ def ml100k():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random LLaMA-architecture model + BPE tokenizer saved with save_pretrained."""
-    from llmrec.tiny import save_tiny
+    from llmrec.tiny_model import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
 

@@ -6,9 +6,10 @@ import warnings
 
 import pytest
 
-from llmrec.constrained import CatalogTrie, constrained_generate, continuation_ids
+from llmrec.constrained import CatalogTrie, constrained_generate
 from llmrec.parsing import parse_completion
 from llmrec.prompts import alpaca_prompt
+from llmrec.tokens import continuation_ids
 
 
 @pytest.fixture(scope="module")

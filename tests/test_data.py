@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from llmrec.data import ML100K_GENRES, display_title, load_movielens, split_title
+from llmrec.data import ML100K_GENRES, load_movielens
 from llmrec.errors import LlmrecError
+from llmrec.formats import display_title, split_year
 
 # one small dataset, written below in each layout: (id, title as MovieLens shows it, genres)
 MOVIES = [
@@ -113,8 +114,8 @@ def test_csv_odd_titles(tmp_path):
     ("(1995)", ("(1995)", None)),
     ("Babylon 5", ("Babylon 5", None)),
 ])
-def test_split_title(raw, expected):
-    assert split_title(raw) == expected
+def test_split_year(raw, expected):
+    assert split_year(raw) == expected
 
 
 def test_display_title():

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
+from llmrec.formats import split_year
 from llmrec.matching import (
     MATCHERS,
     Catalog,
@@ -21,7 +22,6 @@ from llmrec.matching import (
     matcher_accuracy,
     normalize_title,
     query_variants,
-    split_year,
     truth_ids,
 )
 

@@ -31,4 +31,7 @@ def test_notebook_is_stripped_and_parameterised(path):
         if "=" in line and not line.startswith(("import", "from")):
             key = line.split("=")[0].strip()
             assert key in SCHEMA, f"{path.name}: parameter {key!r} is not in llmrec.params.SCHEMA"
-    assert any("collect(globals())" in c.source for c in code), f"{path.name}: P = collect(globals()) missing"
+    # the parameters are validated by the package before anything else runs
+    first = code[code.index(tagged[0]) + 1].source
+    assert "Chapter.start(" in first and "globals()" in first, (
+        f"{path.name}: the cell after the parameters must be `ch = Chapter.start(NN, globals())`")

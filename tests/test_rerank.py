@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmrec.constrained import continuation_ids
 from llmrec.errors import LlmrecError
 from llmrec.prompts import alpaca_prompt
 from llmrec.rerank import (
@@ -16,6 +15,7 @@ from llmrec.rerank import (
     rerank,
     rerank_likelihood,
 )
+from llmrec.tokens import continuation_ids
 
 CANDS = ["Toy Story (1995)", "Fargo (1996)", "Usual Suspects, The (1995)", "Star Wars (1977)",
          "Contact (1997)"]

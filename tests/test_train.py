@@ -210,4 +210,4 @@ def test_notebook_04_trains_evaluates_and_writes_results(tmp_path, ml100k):
         rows = read_jsonl(folder / "predictions.jsonl.gz")
         assert len(rows) == 8 and all("completion" in r for r in rows)
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"04_loss.png", "04_loss_all_models.png", "04_map_tuned_vs_untuned.png"} <= figures
+    assert {"04_loss.png", "04_map_tuned_vs_untuned.png"} <= figures

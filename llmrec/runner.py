@@ -1,4 +1,4 @@
-"""The report: run the numbered notebooks with papermill per parameter file, then aggregate.
+"""Running the report: the numbered notebooks with papermill, per parameter file.
 
 ``python -m llmrec report params/smollm2-135m.yaml params/gemma3-270m.yaml`` does, in order:
 
@@ -8,10 +8,8 @@
    folder per evaluated system x setting x split (written by the notebooks through
    :func:`llmrec.artifacts.save_system_run`), and ``run.json`` (parameters, versions,
    commit, machine, wall time and status per notebook);
-3. aggregates every completed run into ``reports/results.csv`` / ``results.md`` (through
-   :mod:`llmrec.results`), copies the predictions files the table points to into
-   ``reports/predictions/`` and the runs' figures into ``reports/figures/<run>/``, and draws
-   the summary figures (:mod:`llmrec.plots`).
+3. hands the completed runs to :func:`llmrec.results.aggregate` (the results table, the
+   predictions it points to, the figures, the summaries).
 
 Model-independent chapters (:data:`COMMON_CHAPTERS`: the data chapter and the baselines)
 run once per dataset and profile, not once per model, into ``runs/common-<dataset>-<profile>/``
@@ -35,25 +33,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from llmrec.artifacts import atomic_write_text, git_commit, read_json, run_info, write_json
+from tqdm.auto import tqdm
+
+from llmrec.artifacts import git_commit, read_json, run_info, write_json
 from llmrec.errors import LlmrecError
-from llmrec.params import load_params
-from llmrec.paths import repo_root, reports_dir, runs_dir
+from llmrec.params import common_params, load_params
+from llmrec.paths import repo_root, runs_dir
+from llmrec.results import aggregate
 
 #: The chapters of the report, in order (a missing one is flagged, not fatal).
 EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
                      "05_baselines", "06_decoding", "07_beyond"]
 #: Chapters that do not depend on the model (matched on the name after the number).
 COMMON_CHAPTERS = {"data", "baselines"}
-#: The keys a model-independent chapter receives from the parameter file.
-COMMON_KEYS = ("dataset", "seed", "splits", "eval_limit", "profile")
 
 
 # --- chapters -------------------------------------------------------------------------------
@@ -112,22 +112,6 @@ def _notebook_hash(path: Path) -> str:
     return _hash([(c.get("cell_type"), "".join(c.get("source", ""))) for c in nb.get("cells", [])])
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "x"
-
-
-def common_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters of the model-independent run a parameter file needs."""
-    out = {k: params[k] for k in COMMON_KEYS}
-    if params["profile"] != "smoke":
-        # PROTOCOL.md section 2 reports both splits; the model-independent chapters cost a
-        # minute, so they always cover both, whatever the LLM chapters can afford.
-        out["splits"] = ["temporal", "blog"]
-    dataset = "ml-100k" if params["dataset"] is None else Path(params["dataset"]).name
-    out["name"] = f"common-{_slug(dataset)}-{params['profile']}"
-    return out
-
-
 def _products(run_dir: Path) -> dict[str, int]:
     """The run's ``metrics.json`` files and figures, with their modification times."""
     files = [*run_dir.glob("*/*/metrics.json"), *run_dir.glob("figures/*.png")]
@@ -160,8 +144,8 @@ def execute_chapter(
     failure ``error`` is ``"<ename>: <evalue>"`` of the failing cell. Never raises for a
     notebook's own error.
     """
-    import logging
-
+    # papermill (with nbclient and the jupyter stack) takes seconds to import: only here,
+    # not for every `python -m llmrec` command
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -289,8 +273,6 @@ def run_report(
     ``{"chapters": [{run, chapter, status, seconds, error}], "missing": [...],
     "failed": [...], "results": {...} or None, "wall_seconds": float}``.
     """
-    from tqdm.auto import tqdm
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the kernels inherit it: no hub calls
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out_root = Path(out_root).resolve() if out_root is not None else runs_dir()
@@ -322,8 +304,6 @@ def run_report(
         for chain in chains:
             run_chain(chain)
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
         # each kernel gets its share of the cores: torch threads that outnumber free cores
         # spin-wait (see llmrec.models.pick_threads); the kernels inherit this variable
         cores = os.cpu_count() or 1
@@ -339,141 +319,6 @@ def run_report(
                "failed": [d for d in done if d["status"] == "failed"],
                "results": results, "wall_seconds": round(time.perf_counter() - start, 1)}
     return summary
-
-
-# --- aggregation ----------------------------------------------------------------------------
-
-def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Every run under ``out_root`` with what its completed chapters wrote.
-
-    ``[{"run", "run_dir", "params", "metrics": [Path...], "figures": [Path...]}]``, runs with
-    no completed chapter left out; ``profiles`` keeps only runs of those profiles.
-    """
-    out = []
-    for info_path in sorted(Path(out_root).glob("*/run.json")):
-        run_dir = info_path.parent
-        params = read_json(info_path).get("params", {})
-        if profiles is not None and params.get("profile") not in set(profiles):
-            continue
-        found: dict[str, list[Path]] = {"metrics": [], "figures": []}
-        markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
-        for marker in markers:
-            done = read_json(marker)
-            for kind, paths in found.items():
-                paths += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
-        if markers:
-            out.append({"run": run_dir.name, "run_dir": run_dir, "params": params,
-                        **{kind: sorted(set(paths)) for kind, paths in found.items()}})
-    return out
-
-
-def _rel_to_repo(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(repo_root()))
-    except ValueError:
-        return str(path.resolve())
-
-
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else repo_root() / p
-
-
-def chapter_timings(runs: Sequence[dict[str, Any]]) -> Any:
-    """A frame, one row per completed chapter of ``runs``: minutes, when it finished, the commit."""
-    import pandas as pd
-
-    rows = []
-    for r in runs:
-        for marker in sorted((Path(r["run_dir"]) / "notebooks").glob(".*.done.json")):
-            done = read_json(marker)
-            rows.append({"run": r["run"], "chapter": marker.name[1:-len(".done.json")],
-                         "minutes": round(float(done.get("seconds", 0.0)) / 60, 1),
-                         "finished_utc": done.get("finished_utc"),
-                         # markers written before commits were recorded in them say so
-                         "commit": (done.get("git_commit") or "")[:10] or "not recorded"})
-    return pd.DataFrame(rows, columns=["run", "chapter", "minutes", "finished_utc", "commit"])
-
-
-def write_timings(runs: Sequence[dict[str, Any]], reports_out: Path) -> Path:
-    """``timings.md``: where a report's time went, chapter by chapter and per run."""
-    table = chapter_timings(runs)
-    lines = ["# Where the report's time went", "",
-             "Wall minutes per completed chapter (from each chapter's completion marker).", "",
-             "| run | chapter | minutes | finished (UTC) | commit |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.run} | {r.chapter} | {r.minutes:.1f} | {r.finished_utc} | {r.commit} |"
-              for r in table.itertuples()]
-    lines += ["", "| run | minutes, all its chapters |", "| --- | --- |"]
-    lines += [f"| {run} | {minutes:.1f} |" for run, minutes in table.groupby("run")["minutes"].sum().items()]
-    lines += ["", f"Sum over every chapter: {table['minutes'].sum():.1f} minutes (runs that went side "
-              "by side overlap in wall time).", ""]
-    path = reports_out / "timings.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
-
-
-def aggregate(
-    out_root: str | Path | None = None,
-    reports_out: str | Path | None = None,
-    profiles: Iterable[str] | None = None,
-) -> dict[str, Any] | None:
-    """Gather the completed runs into the results table, predictions, figures; draw summaries.
-
-    Writes ``results.csv``, ``results.md``, ``predictions/<run>/...`` (the files the table's
-    ``predictions`` column points to, relative to the repository root) and ``figures/``
-    under ``reports_out``. Returns ``{"csv", "md", "n_rows", "figures"}`` or None when no
-    run completed anything.
-    """
-    import pandas as pd
-
-    from llmrec import plots
-    from llmrec.results import collect, drop_repeats, headline, write_results
-
-    out_root = Path(out_root) if out_root is not None else runs_dir()
-    reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
-    runs = completed_runs(out_root, profiles)
-    frames = []
-    pred_root = reports_out / "predictions"
-    fig_root = reports_out / "figures"
-    for sub in (pred_root, *[fig_root / r["run"] for r in runs]):
-        shutil.rmtree(sub, ignore_errors=True)  # rebuilt from the runs: nothing stale survives
-    for r in runs:
-        if not r["metrics"]:
-            continue
-        df = collect(r["metrics"]).copy()
-        df.insert(0, "run", r["run"])
-        if "model" not in df.columns:
-            df["model"] = r["params"].get("model")
-        sources = []
-        for metrics_path, src in zip(r["metrics"], df["predictions"], strict=True):
-            beside = Path(metrics_path).parent / Path(src).name  # where save_system_run put it
-            src = beside if beside.is_file() else _resolve(src)  # (a run made in another clone)
-            sources.append((src, pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())))
-        df["predictions"] = sources
-        frames.append(df)
-    figures: list[str] = []
-    for r in runs:
-        for png in r["figures"]:
-            dst = fig_root / r["run"] / png.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(png, dst)
-            figures.append(_rel_to_repo(dst))
-    if not frames:
-        return None
-    table = drop_repeats(pd.concat(frames, ignore_index=True))
-    new_paths = []
-    for src, dst in table["predictions"]:  # copied only for the rows that stay
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-        new_paths.append(_rel_to_repo(dst))
-    table["predictions"] = new_paths
-    write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
-    write_timings(runs, reports_out)
-    atomic_write_text(reports_out / "headline.md", headline(table))
-    for fig_path in plots.summary_figures(table, fig_root):
-        figures.append(_rel_to_repo(fig_path))
-    return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),
-            "n_rows": len(table), "figures": figures}
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.report import notebooks_in, plan, run_report, select_chapters
+from llmrec.runner import notebooks_in, plan, run_report, select_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -203,7 +203,7 @@ def test_jobs_run_models_side_by_side_after_the_common_chapters(tmp_path, fake_c
 
 def test_cli_reports_failure_with_exit_code(tmp_path, fake_chapters, capsys, monkeypatch):
     """``python -m llmrec report`` prints the failing chapter with its error and exits 1."""
-    from llmrec import report
+    from llmrec import runner as report
     from llmrec.cli import main
 
     folder, files = fake_chapters

@@ -1,12 +1,21 @@
-"""Ablation helpers: fewer inputs, ranked rows, the paired table, per-title year errors."""
+"""Comparing systems on the same records, the ablations' fewer inputs, per-title year errors."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from llmrec.ablations import paired_table, ranked_rows, with_n_inputs, year_counts
+from llmrec.comparison import paired_table
 from llmrec.errors import LlmrecError
+from llmrec.evaluation import record_fields
+from llmrec.failures import year_counts
+from llmrec.prompt_variants import with_n_inputs
+from llmrec.recommenders import ranked_predictions
+
+
+def ranked_rows(records, ranked, k):
+    return [{**base, **pred} for base, pred in zip(record_fields(records),
+                                                   ranked_predictions(ranked, k), strict=True)]
 
 
 def _records():

@@ -1,0 +1,227 @@
+"""What every chapter notebook does besides narrating: set-up, data, evaluate-save-show.
+
+A chapter's first cells are its ``parameters`` (papermill fills them from a parameter
+file) and ``ch = Chapter.start("02", globals())``, which validates them
+(:func:`llmrec.params.collect`), sets torch's threads, the plotting theme and pandas'
+display options, and resolves the run folder against the repository (a notebook opened
+anywhere writes to the repository's ``runs/``). Then:
+
+- ``ch.ml``, ``ch.records``, ``ch.split(name)``, ``ch.catalog``, ``ch.matcher``, ``ch.task(split)``:
+  the data of PROTOCOL.md sections 1-3, built once;
+- ``ch.evaluate(system, records, split)``: :func:`llmrec.evaluation.evaluate_and_save`
+  into the chapter's run folder, one printed line, the metrics row kept in ``ch.rows``;
+- ``ch.table()``: the rows evaluated so far, the columns a reader needs;
+- ``ch.references(split)``: the baselines of the model-independent run the parameters
+  name (``common_dir``), for the reference lines of :func:`llmrec.plots.map_intervals`;
+- ``ch.save(fig, stem)``: the figure as ``figures/<chapter>_<stem>.png`` in the run folder.
+
+A chapter reads only its own run folder and that common one: what it shows never depends
+on which other runs exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec import plots
+from llmrec.artifacts import read_json, system_dir
+from llmrec.data import MovieLens, load_movielens
+from llmrec.evaluation import Task, evaluate_and_save
+from llmrec.failures import FAILURE_COLUMNS, failure_frame
+from llmrec.generation import FreeGeneration
+from llmrec.matching import Catalog, get_matcher
+from llmrec.models import load_model, model_facts, pick_threads
+from llmrec.params import collect, common_params
+from llmrec.paths import in_repo, runs_dir
+from llmrec.recommenders import Recommender
+from llmrec.records import build_records, split_records
+
+#: The columns of a chapter's results table (those present).
+SHOW = ["system", "setting", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
+        "hit_rate_at_4", "validity", "hallucination_rate", "repeat_rate", "input_rate",
+        "looks_like_code_rate", "non_english_rate", "article_only_rate", "year_after_catalog_rate",
+        "wrong_year_rate", "copied_example_rate", "prompts_per_second", "seconds"]
+#: The baselines drawn as reference lines on a chapter's MAP figure.
+REFERENCES = ("popularity", "item_knn", "als")
+
+
+class Chapter:
+    """One chapter's parameters, data and run folder (see the module docstring)."""
+
+    def __init__(self, number: str, params: Mapping[str, Any], threads: int | None = None):
+        self.number = number
+        self.P = dict(params)
+        self.run_dir = in_repo(self.P["run_dir"])
+        self.figures = self.run_dir / "figures"
+        self.figures.mkdir(parents=True, exist_ok=True)
+        self.threads = pick_threads(threads)
+        self.rows: list[dict[str, Any]] = []
+
+    @classmethod
+    def start(cls, number: str, namespace: Mapping[str, Any], threads: int | None = None) -> Chapter:
+        """Validate a notebook's parameters (its globals) and set up the chapter."""
+        import seaborn as sns  # the notebook's plotting theme; the package itself draws lazily
+
+        chapter = cls(number, collect(namespace), threads)
+        sns.set_theme(style="whitegrid", context="notebook")
+        pd.set_option("display.max_colwidth", 200)
+        pd.set_option("display.width", 200)
+        return chapter
+
+    # -- data ---------------------------------------------------------------------------
+    @cached_property
+    def ml(self) -> MovieLens:
+        return load_movielens(self.P["dataset"])
+
+    @property
+    def movies(self) -> pd.DataFrame:
+        return self.ml.movies
+
+    @cached_property
+    def records(self) -> pd.DataFrame:
+        return build_records(self.ml.ratings)
+
+    @cached_property
+    def _splits(self) -> dict[str, dict[str, pd.DataFrame]]:
+        return {}
+
+    def split(self, name: str) -> dict[str, pd.DataFrame]:
+        """``{"train", "valid", "test"}`` records of split ``name`` (PROTOCOL.md section 2)."""
+        if name not in self._splits:
+            self._splits[name] = split_records(self.records, name, seed=self.P["seed"])
+        return self._splits[name]
+
+    def splits(self, names: Sequence[str] | None = None) -> dict[str, dict[str, pd.DataFrame]]:
+        """Every split the parameters name (or ``names``)."""
+        return {s: self.split(s) for s in (names or self.P["splits"])}
+
+    def sizes(self, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """Records per part and split."""
+        return pd.DataFrame({s: {part: len(f) for part, f in parts.items()}
+                             for s, parts in self.splits(names).items()})
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog.from_movies(self.movies)
+
+    @cached_property
+    def matcher(self):
+        return get_matcher(self.P["matcher"], self.catalog)
+
+    def task(self, split: str) -> Task:
+        """What scoring on ``split`` needs: its training popularity, the catalog, K = 4."""
+        return Task.of(self.movies, self.split(split)["train"], seed=self.P["seed"],
+                       catalog=self.catalog)
+
+    def test(self, split: str) -> pd.DataFrame:
+        """The test records of ``split``, capped by ``eval_limit`` (a smoke run)."""
+        test = self.split(split)["test"]
+        return test if self.P.get("eval_limit") is None else test.head(self.P["eval_limit"])
+
+    # -- systems ------------------------------------------------------------------------
+    def load_llm(self) -> tuple[Any, Any]:
+        """The parameters' model and tokenizer; :attr:`llm_facts` and :attr:`instruct` describe them."""
+        model, tokenizer = load_model(self.P["model"], dtype=self.P["dtype"],
+                                      quantization=self.P["quantization"], device=self.P["device"])
+        facts = model_facts(self.P["model"], model, tokenizer)
+        self.instruct = bool(facts["chat route"])
+        self.llm_facts = pd.Series(facts, name=self.P["name"]).to_frame()
+        return model, tokenizer
+
+    def generator(self, model: Any, tokenizer: Any, style: str, setting: str,
+                  preset: str = "greedy", split: str | None = None, **kwargs: Any) -> FreeGeneration:
+        """Free generation with this run's name, matcher, batch size, token budget and seed
+        (few-shot examples drawn from ``split``'s training records)."""
+        train = self.split(split)["train"] if split is not None else None
+        return FreeGeneration(model, tokenizer, self.movies, self.matcher, system=self.P["name"],
+                              setting=setting, style=style, preset=preset, train_records=train,
+                              n_shots=self.P.get("n_shots", 2), batch_size=self.P["batch_size"],
+                              max_new_tokens=self.P["max_new_tokens"], seed=self.P["seed"],
+                              **kwargs)
+
+    # -- evaluate, save, show -------------------------------------------------------------
+    def evaluate(self, system: Recommender, records: pd.DataFrame, split: str,
+                 extra: Mapping[str, Any] | None = None, quiet: bool = False,
+                 saved_as: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Score ``system`` on ``records`` of ``split``, save it in the run folder, print a line.
+
+        ``saved_as`` names the split in the saved row when the records are not its test part
+        (``temporal-valid`` for a sweep on validation records). Returns ``(prediction rows,
+        the saved metrics row)``."""
+        split_name = saved_as or split
+        rows, row = evaluate_and_save(system, records, self.task(split), self.run_dir, split_name,
+                                      extra)
+        self.rows.append(row)
+        if not quiet:
+            speed = row.get("prompts_per_second")
+            print(f"{split_name:9} {system.system} {system.setting:28} n={row['n_records']:<4} "
+                  f"MAP@4 {row['map_at_4']:.4f} [{row['map_at_4_low']:.4f}, "
+                  f"{row['map_at_4_high']:.4f}]  validity {row.get('validity', float('nan')):.2f}"
+                  + (f"  {speed:.2f} prompts/s" if speed == speed and speed is not None else "")
+                  + f"  {row['seconds']:.1f} s")
+        return rows, row
+
+    def table(self, rows: Sequence[Mapping[str, Any]] | None = None,
+              columns: Sequence[str] = SHOW) -> pd.DataFrame:
+        """The metrics rows (default: every one this chapter evaluated) for a reader."""
+        frame = pd.DataFrame(list(self.rows if rows is None else rows))
+        return frame[[c for c in columns if c in frame]].round(4)
+
+    def saved(self, splits: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every metrics row saved in this chapter's run folder on ``splits`` (default: the
+        parameters'), by any chapter of the run."""
+        wanted = set(splits or self.P["splits"])
+        return [row for path in sorted(self.run_dir.glob("*/*/metrics.json"))
+                if (row := read_json(path)).get("split") in wanted]
+
+    @property
+    def common_dir(self) -> Path:
+        """The model-independent run this chapter compares with (parameter ``common_dir``)."""
+        named = self.P.get("common_dir")
+        return in_repo(named) if named else runs_dir() / common_params(self.P)["name"]
+
+    def references(self, split: str, systems: Sequence[str] = REFERENCES) -> pd.DataFrame:
+        """The baselines' rows on ``split`` from the common run (empty before it has run)."""
+        found = []
+        for name in systems:
+            path = system_dir(self.common_dir, name, "baseline", split) / "metrics.json"
+            if path.is_file():
+                found.append(read_json(path))
+        return pd.DataFrame(found)
+
+    def save(self, fig, stem: str) -> Path:
+        """Save ``fig`` as ``figures/<chapter>_<stem>.png`` in the run folder."""
+        path = self.figures / f"{self.number}_{stem}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        return path
+
+    def show(self, fig, stem: str) -> Path:
+        """:meth:`save`, then show the figure in the notebook."""
+        import matplotlib.pyplot as plt  # notebooks only: the package draws lazily
+
+        path = self.save(fig, stem)
+        plt.show()
+        return path
+
+    def map_figure(self, title: str, rows: Sequence[Mapping[str, Any]] | None = None,
+                   stem: str = "map") -> Path:
+        """MAP@4 with intervals of ``rows`` (default: this chapter's), the baselines of the
+        first split as reference lines (:func:`llmrec.plots.map_intervals`); saved, shown."""
+        table = self.table(rows)
+        fig = plots.map_intervals(table, f"{title}, {self.P['name']}",
+                                  self.references(self.P["splits"][0]))
+        return self.show(fig, stem)
+
+    def failures(self, rows_by_setting: Mapping[Any, Sequence[Mapping[str, Any]]],
+                 title: str) -> pd.DataFrame:
+        """Failure modes of generated rows per setting: the figure (saved, shown) and the
+        share of completions (%) with each failure."""
+        fails = failure_frame(rows_by_setting)
+        fig = plots.failure_shares(fails, f"{title}, {self.P['name']}", FAILURE_COLUMNS)
+        self.show(fig, "failures")
+        return fails.groupby("setting")[FAILURE_COLUMNS].mean().mul(100).round(1)
