@@ -46,6 +46,11 @@ SHOW = ["system", "setting", "split", "n_records", "map_at_4", "map_at_4_low", "
         "hit_rate_at_4", "validity", "hallucination_rate", "repeat_rate", "input_rate",
         "looks_like_code_rate", "non_english_rate", "article_only_rate", "year_after_catalog_rate",
         "wrong_year_rate", "copied_example_rate", "prompts_per_second", "seconds"]
+#: What a chapter run with its own parameters (the quick profile) says first.
+PREVIEW = ("Quick preview: {model} on a seeded sample of {n} test records and a short training. "
+           "Its numbers are a preview with wide intervals; the report's come from `make report` "
+           "(params/smollm2-135m.yaml, params/gemma3-270m.yaml), with the executed chapters in "
+           "reports/notebooks/.")
 #: The baselines drawn as reference lines on a chapter's MAP figure.
 REFERENCES = ("popularity", "item_knn", "als")
 
@@ -59,7 +64,9 @@ class Chapter:
         self.run_dir = in_repo(self.P["run_dir"])
         self.figures = self.run_dir / "figures"
         self.figures.mkdir(parents=True, exist_ok=True)
-        self.threads = pick_threads(threads)
+        # the tiny model of the smoke profile gains nothing from a second thread
+        self.threads = pick_threads(threads if threads is not None or self.P["profile"] != "smoke"
+                                    else 1)
         self.rows: list[dict[str, Any]] = []
 
     @classmethod
@@ -68,6 +75,8 @@ class Chapter:
         import seaborn as sns  # the notebook's plotting theme; the package itself draws lazily
 
         chapter = cls(number, collect(namespace), threads)
+        if chapter.P["profile"] == "quick":
+            print(PREVIEW.format(n=chapter.P["eval_limit"], model=chapter.P["model"]))
         sns.set_theme(style="whitegrid", context="notebook")
         pd.set_option("display.max_colwidth", 200)
         pd.set_option("display.width", 200)

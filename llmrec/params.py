@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
-from llmrec.paths import slug
+from llmrec.paths import in_repo, slug
 
 # key: (allowed types, default, meaning)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
@@ -25,7 +25,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "model": ((str,), "smollm2-135m", "embedded name, Hugging Face id, or a local folder"),
     "hf_id": ((str, type(None)), None, "the Hugging Face id this file stands for (documentation)"),
     "hardware": ((str,), "CPU, 2 cores", "the hardware this file needs (documentation)"),
-    "profile": ((str,), "cpu", "smoke | cpu | full: how much training and evaluation"),
+    "profile": ((str,), "cpu", "smoke | quick | cpu | full: how much training and evaluation"),
     "dtype": ((str,), "auto", "auto | float32 | bfloat16 | float16"),
     "quantization": ((str, type(None)), None, "null | 8bit | 4bit (bitsandbytes)"),
     "device": ((str,), "auto", "auto | cpu | cuda"),
@@ -51,7 +51,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "interactive": ((bool,), False, "build widgets (set True in JupyterLab; papermill runs keep False)"),
 }
 
-PROFILES = ("smoke", "cpu", "full")
+PROFILES = ("smoke", "quick", "cpu", "full")
+#: Profiles whose numbers are a preview (a code check, a notebook's own run), never the report's.
+PREVIEW_PROFILES = ("smoke", "quick")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANT = (None, "8bit", "4bit")
 DEVICES = ("auto", "cpu", "cuda")
@@ -106,7 +108,7 @@ COMMON_KEYS = ("dataset", "seed", "splits", "eval_limit", "profile")
 def common_params(params: dict[str, Any]) -> dict[str, Any]:
     """The parameters of the model-independent run a parameter file needs."""
     out = {k: params[k] for k in COMMON_KEYS}
-    if params["profile"] != "smoke":
+    if params["profile"] not in PREVIEW_PROFILES:
         # PROTOCOL.md section 2 reports both splits; the model-independent chapters cost a
         # minute, so they always cover both, whatever the LLM chapters can afford.
         out["splits"] = ["temporal", "blog"]
@@ -130,5 +132,11 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def collect(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the schema's keys from a notebook's globals (after papermill injection); validate."""
-    return validate({k: namespace[k] for k in SCHEMA if k in namespace}, source="notebook parameters")
+    """A notebook's parameters: its ``params_file`` (the chapter's own defaults,
+    ``params/quick.yaml``) overridden by the schema's keys among its globals (set in the
+    parameters cell, or injected by papermill from a parameter file); validated."""
+    base: dict[str, Any] = {}
+    if namespace.get("params_file"):
+        base = load_params(in_repo(namespace["params_file"]))
+    own = {k: namespace[k] for k in SCHEMA if k in namespace}
+    return validate({**base, **own}, source="notebook parameters")

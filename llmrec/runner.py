@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from llmrec.artifacts import git_commit, read_json, run_info, write_json
 from llmrec.errors import LlmrecError
-from llmrec.params import common_params, load_params
+from llmrec.params import PREVIEW_PROFILES, common_params, load_params
 from llmrec.paths import repo_root, runs_dir
 from llmrec.results import aggregate
 
@@ -312,8 +312,8 @@ def run_report(
             list(pool.map(run_chain, chains))
     bar.close()
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
-    if reports_out is None and profiles == {"smoke"}:  # never overwrite the committed report
-        reports_out = out_root / "smoke-reports"
+    if reports_out is None and profiles <= set(PREVIEW_PROFILES):  # never over the committed report
+        reports_out = out_root / f"{'-'.join(sorted(profiles))}-reports"
     results = aggregate(out_root, reports_out, profiles=profiles)
     summary = {"chapters": done, "missing": missing,
                "failed": [d for d in done if d["status"] == "failed"],

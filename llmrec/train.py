@@ -96,8 +96,11 @@ class TrainConfig:
 #: 3,511 temporal training records and 32 of the 703 validation records, 2 epochs of 8
 #: records a step (32 steps), cutoff 256 tokens (an Alpaca record is about 185 SmolLM2
 #: tokens, the longest about 220: nothing is cut), with a higher learning rate (1e-3, warm-up
-#: 4 steps) because it takes so few steps. ``smoke`` runs the code paths on the tiny model.
+#: 4 steps) because it takes so few steps. ``quick`` is a notebook's own preview (a minute of
+#: training: 32 records, one epoch). ``smoke`` runs the code paths on the tiny model.
 PROFILES: dict[str, dict[str, Any]] = {
+    "quick": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=512, max_train_records=32,
+                  max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
     "smoke": dict(epochs=2, batch_size=4, grad_accum=1, cutoff_len=512, max_train_records=16,
                   max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
     "cpu": dict(epochs=2, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=128,
