@@ -293,6 +293,12 @@ def score(
     return out
 
 
+def zero_hit_bound(n_records: int) -> float:
+    """One-sided 95% upper bound of a rate with no hit in ``n_records`` (the rule of three,
+    3/n): what a mean with no hit at all is reported with instead of a [0, 0] interval."""
+    return 3.0 / n_records if n_records else float("nan")
+
+
 def per_record(rows: Iterable[Mapping[str, Any]], metric: str = "map_at_4") -> np.ndarray:
     """One metric's per-record values (for :func:`paired_bootstrap` between two systems)."""
     k_part = metric.rsplit("_", 1)[-1]

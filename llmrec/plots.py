@@ -20,8 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.published import CAVEATS, MODEL_PARAMS, blog_table
+from llmrec.metrics import zero_hit_bound
+from llmrec.published import MODEL_PARAMS, blog_table
 
+#: The settings the size-trend figure shows (one per way of asking), when a model has them.
+TREND_SETTINGS = ("zero-shot/greedy", "zero-shot-chat/greedy", "few-shot-2/greedy", "lora/greedy",
+                  "lora/beam4", "lora/constrained-beam4", "rerank-itemknn20/letters")
 BLOG_LABEL = "blog, as published (LoRA + 4 beams, MAP@K, no interval)"
 MAP_LABEL = "MAP@4 (0 to 1; higher is better)"
 
@@ -43,11 +47,6 @@ def _pyplot():
     import seaborn as sns
 
     return plt, sns
-
-
-def zero_hit_bound(n_records: int) -> float:
-    """One-sided 95% upper bound of a rate with no hit in ``n_records`` (rule of three)."""
-    return 3.0 / n_records if n_records else float("nan")
 
 
 def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | None = None,
@@ -158,9 +157,11 @@ def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
     plt, sns = _pyplot()
     split = split or primary_split(table)
     ours = table[table["split"] == split].copy()
+    ours = ours[ours["n_records"] == ours["n_records"].max()]  # every test record: comparable
     ours["label"] = ours["system"].astype(str) + " · " + ours["setting"].astype(str)
     ours = ours.sort_values("map_at_4", ascending=False)
-    ours["source"] = f"ours ({split} split, MAP@4, 95% CI)"
+    n = int(ours["n_records"].max()) if len(ours) else 0
+    ours["source"] = f"ours ({split} split, all {n} test records, MAP@4, 95% CI)"
     blog = blog_table().rename(columns={"map_at_k": "map_at_4"})
     blog["label"] = blog["model"] + " (blog)"
     blog["source"] = BLOG_LABEL
@@ -176,8 +177,9 @@ def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
     ax.set_title(f"Are LLMs good movie recommenders?\nThe blog's published MAP@K beside ours ({split} split)")
     ax.set_xlabel(MAP_LABEL)
     ax.set_ylabel("system · setting")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.text(0.01, 0.005, "Blog caveats: " + "; ".join(CAVEATS[:2]) + ".", fontsize=6, wrap=True)
+    ax.legend(loc="lower right", fontsize=9)
+    fig.text(0.01, 0.005, "The blog's numbers: its own split, K and title matching, no interval "
+             "(caveats in reports/headline.md).", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -205,15 +207,19 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
     ours["n_params"] = [model_size(r) for r in ours.to_dict("records")]
     baselines = ours[ours["n_params"].isna() & (ours["setting"] == "baseline")]
     ours = ours.dropna(subset=["n_params"]).sort_values("n_params")
+    ours = ours[ours["setting"].isin(TREND_SETTINGS)]
     blog = blog_table()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     sns.scatterplot(data=blog, x="n_params", y="map_at_k", color="#999999", marker="s", s=60,
                     label=BLOG_LABEL, ax=ax)
     for _, r in blog.iterrows():
         ax.annotate(r["model"], (r["n_params"], r["map_at_k"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points", color="#666666")
     if len(ours):
-        sns.lineplot(data=ours, x="n_params", y="map_at_4", hue="setting", marker="o", ax=ax)
+        # points, not lines: the models differ in more than size (instruct vs base, family)
+        ours = ours.assign(setting=ours["setting"] + " (n=" + ours["n_records"].astype(int).astype(str) + ")")
+        sns.scatterplot(data=ours, x="n_params", y="map_at_4", hue="setting", style="system",
+                        s=70, ax=ax)
         low, high = _errors(ours)
         ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
                     ecolor="black", capsize=3, lw=1)
@@ -228,7 +234,7 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
     ax.set_title(f"MAP@4 against model size ({split} split; ours with 95% CI)")
     ax.set_xlabel("model size (parameters, log scale)")
     ax.set_ylabel(MAP_LABEL)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -23,6 +23,7 @@ from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
 from llmrec.errors import LlmrecError
 from llmrec.metrics import score
 from llmrec.paths import repo_root, reports_dir, runs_dir
+from llmrec.summary import glossary, is_published, published_rows, write_summaries
 
 KEY = ["system", "setting", "split"]
 FIRST_COLUMNS = [
@@ -128,7 +129,10 @@ def write_results(df: pd.DataFrame, out_dir: str | Path | None = None,
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     atomic_write_text(csv_path, buf.getvalue())
-    atomic_write_text(md_path, to_markdown(table))
+    atomic_write_text(md_path, "# Results: one row per system x setting x split\n\n"
+                      "Every row recomputes from its predictions file (`python -m llmrec results "
+                      "verify`); rows with setting `published` are quoted from the blog.\n\n"
+                      + glossary() + "\n" + to_markdown(table))
     return {"csv": csv_path, "md": md_path}
 
 
@@ -153,23 +157,6 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
                  item_popularity=item_popularity, n_boot=n_boot, seed=seed)
 
 
-def headline(table: pd.DataFrame, split: str = "temporal") -> str:
-    """The results that answer the question, as markdown: every system scored on ``split``'s
-    test records, best MAP@4 first, with its interval, the records it was scored on,
-    hallucination and validity (the decoding sweep's validation rows are left out)."""
-    rows = table[table["split"] == split]
-    if rows.empty:
-        return f"(no system was scored on the {split} test records)\n"
-    rows = rows.sort_values("map_at_4", ascending=False)
-    lines = ["| system | setting | records | MAP@4 [95% interval] | hallucination | validity |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows.to_dict("records"):
-        lines.append(f"| {r['system']} | {r['setting']} | {int(r['n_records'])} | "
-                     f"{r['map_at_4']:.4f} [{r['map_at_4_low']:.4f}, {r['map_at_4_high']:.4f}] | "
-                     f"{_fmt(r.get('hallucination_rate'), 2)} | {_fmt(r.get('validity'), 2)} |")
-    return "\n".join(lines) + "\n"
-
-
 def verify_table(table: pd.DataFrame, abs_tol: float = 1e-9) -> pd.DataFrame:
     """Recompute every row of a results table from its predictions file.
 
@@ -178,6 +165,7 @@ def verify_table(table: pd.DataFrame, abs_tol: float = 1e-9) -> pd.DataFrame:
     when every number agrees). Metrics a recomputation cannot know (novelty, which needs the
     training popularity) are skipped, not counted."""
     out = []
+    table = table[~is_published(table)]  # quoted from a publication: nothing to recompute
     for row in tqdm(table.to_dict("records"), desc="verify", unit="row", leave=False):
         compared, bad = 0, []
         for key, value in dict(recompute(row)).items():
@@ -321,13 +309,22 @@ def aggregate(
         shutil.copy2(src, dst)
         new_paths.append(_rel_to_repo(dst))
     table["predictions"] = new_paths
-    write_results(table, reports_out, replace=True)  # exactly the completed runs, nothing stale
     write_timings(runs, reports_out)
-    atomic_write_text(reports_out / "headline.md", headline(table))
-    for fig_path in plots.summary_figures(table, fig_root):
-        figures.append(_rel_to_repo(fig_path))
+    figures += summarize(table, reports_out)
     return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),
             "n_rows": len(table), "figures": figures}
+
+
+def summarize(table: pd.DataFrame, reports_out: Path) -> list[str]:
+    """Write the table (with the blog's published rows), ``results.md``, ``headline.md`` and
+    the summary figures into ``reports_out``; into the README too when that is ``reports/``.
+    Returns the figures' paths."""
+    table = pd.concat([table[~is_published(table)], published_rows()], ignore_index=True)
+    write_results(table, reports_out, replace=True)  # exactly these rows, nothing stale
+    readme = repo_root() / "README.md" if reports_out.resolve() == reports_dir().resolve() else None
+    write_summaries(table, reports_out, readme)
+    ours = table[~is_published(table)]
+    return [_rel_to_repo(p) for p in plots.summary_figures(ours, reports_out / "figures")]
 
 
 def _cmd_verify(args) -> int:
@@ -340,9 +337,22 @@ def _cmd_verify(args) -> int:
     return 1 if len(bad) else 0
 
 
+def _cmd_summarize(args) -> int:
+    out = Path(args.reports) if args.reports else reports_dir()
+    if not (out / "results.csv").is_file():
+        raise LlmrecError(f"no results table at {out / 'results.csv'}; run `python -m llmrec report` first")
+    figures = summarize(pd.read_csv(out / "results.csv", keep_default_na=True), out)
+    print(f"summaries rewritten in {out} ({len(figures)} figures)")
+    return 0
+
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("results", help="check the results table against its predictions")
     sub = p.add_subparsers(dest="results_command", metavar="ACTION")
+    s = sub.add_parser("summarize", help="rewrite results.md, headline.md, the README's headline "
+                                         "and the summary figures from results.csv")
+    s.add_argument("--reports", default=None, help="the reports folder (default: reports/)")
+    s.set_defaults(func=_cmd_summarize)
     v = sub.add_parser("verify", help="recompute every row of results.csv from its predictions file")
     v.add_argument("--csv", default=None, help="the table (default: reports/results.csv)")
     v.set_defaults(func=_cmd_verify)

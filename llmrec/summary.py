@@ -1,0 +1,234 @@
+"""What a reader sees first: the headline table, ``results.md`` with its definitions, the
+blog's published numbers, and the README's copy of the headline.
+
+The headline (``reports/headline.md``, and the README between its ``headline`` markers)
+groups the rows of a split by the records they were scored on (read from each row's
+predictions file), largest group first, so that no two rows on different records are
+ranked against each other. In every group the baselines are re-scored on exactly that
+group's records from their predictions on the whole test part, and every row gets its
+paired-bootstrap difference from the strongest of them (PROTOCOL.md section 4). A mean
+with no hit at all is written as "0 hits" with its rule-of-three bound, never as a
+zero-width interval. The blog's published MAP@K enter the table as rows whose setting is
+``published`` and whose predictions file is empty: shown beside ours, never recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec.artifacts import atomic_write_text, read_jsonl
+from llmrec.errors import LlmrecError
+from llmrec.metrics import paired_bootstrap, per_record, score, zero_hit_bound
+from llmrec.paths import repo_root
+from llmrec.published import BLOG_RESULTS, CAVEATS
+
+#: The ``setting`` of a row quoted from a publication (never recomputed).
+PUBLISHED = "published"
+#: The baselines re-scored on every group's records (those the table has).
+REFERENCE_BASELINES = ("popularity", "item_knn", "als", "ease", "sasrec")
+#: What each column of results.md and the headline means.
+DEFINITIONS = {
+    "n_records": "how many test records the row was scored on (the same records across a "
+                 "group of the headline)",
+    "map_at_4": "mean over records of AP@4 = (1 / min(4, |R|)) x sum of Precision@i at the "
+                "ranks i <= 4 that hold a liked item; [95% bootstrap interval, 1,000 "
+                "resamples of records]",
+    "ndcg_at_10": "NDCG@10 with binary gains",
+    "hit_rate_at_10": "share of records with at least one liked item in the first 10",
+    "validity": "share of completions that parse into at least 4 titles (1 for ranked lists)",
+    "hallucination_rate": "share of generated titles that match no catalog movie (each stays "
+                          "a miss at its rank)",
+    "coverage": "distinct items recommended in the first 10 of all lists / items in the catalog",
+    "novelty": "mean -log2 of a recommended item's share of training likes (higher: less "
+               "popular items)",
+}
+#: What the setting names mean.
+SETTINGS = {
+    "baseline": "a non-LLM baseline fed the same 6 liked movies (chapter 5)",
+    "baseline/first-N": "the same baseline on the first N test records only",
+    "zero-shot/<preset>": "the blog's plain `=>` continuation prompt, untuned model (chapter 2)",
+    "zero-shot-chat/<preset>": "the same request through the model's chat template",
+    "few-shot-N/<preset>": "N worked examples from training records before the question (chapter 3)",
+    "lora/<preset>": "after LoRA fine-tuning on training records, Alpaca prompt (chapter 4)",
+    "lora/constrained-beam4": "the tuned model forced to spell catalog titles (chapter 7)",
+    "rerank-itemknn20/letters": "item-kNN's top 20 reordered by the LLM, candidates as letters "
+                                "A-T, LlamaRec-style (chapter 7)",
+    "rerank-itemknn20/likelihood": "item-kNN's top 20 reordered by each title's likelihood as "
+                                   "the answer (chapter 7)",
+    "<prompt>/with-year, no-year, dislikes, n-input-2, n-input-4": "prompt ablations: titles "
+        "with or without years, the user's dislikes added, only the last 2 or 4 liked movies",
+    "decoding/sample-tT-pP, greedy, beam4": "decoding settings on validation records (chapter 6)",
+    "published": "the blog's own MAP@K as published: its split, K and matching; not recomputed",
+}
+
+
+def published_rows() -> pd.DataFrame:
+    """The blog's published MAP@K as rows of the results table (setting ``published``)."""
+    return pd.DataFrame([{
+        "system": r["model"], "setting": PUBLISHED, "split": "blog's own hold-out",
+        "map_at_4": r["map_at_k"], "predictions": "", "model": r["hf_id"],
+        "n_params": r["n_params"]} for r in BLOG_RESULTS])
+
+
+def is_published(table: pd.DataFrame) -> pd.Series:
+    return table["setting"].astype(str) == PUBLISHED
+
+
+def fmt_mean(row: Any, digits: int = 4) -> str:
+    """``0.0313 [0.0260, 0.0368]``, or ``0 hits in 897 (< 0.0033)`` for a mean with no hit."""
+    mean, low, high = row["map_at_4"], row.get("map_at_4_low"), row.get("map_at_4_high")
+    n = row.get("n_records")
+    if high is not None and not pd.isna(high) and high == 0 and mean == 0 and n:
+        return f"0 hits in {int(n)} (< {zero_hit_bound(int(n)):.{digits}f})"
+    if low is None or pd.isna(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _path(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else repo_root() / p
+
+
+def _rows_of(table: pd.DataFrame) -> dict[int, list[dict[str, Any]]]:
+    """Each row's predictions file, read once."""
+    out = {}
+    for i, path in table["predictions"].items():
+        if not isinstance(path, str) or not path or not _path(path).is_file():
+            raise LlmrecError(f"row {table.loc[i, 'system']} {table.loc[i, 'setting']}: predictions "
+                              f"file {path!r} not found; rebuild the report")
+        out[i] = read_jsonl(_path(path))
+    return out
+
+
+def _describe(ids: Sequence[str], order: Sequence[str]) -> str:
+    """Which records a group holds: all, the first N in record order, or a sample."""
+    if len(ids) == len(order):
+        return f"every test record ({len(ids)})"
+    if list(order[:len(ids)]) == sorted(ids, key=order.index):
+        return f"the first {len(ids)} test records (lowest user ids)"
+    return f"{len(ids)} test records (a seeded sample)"
+
+
+def headline(table: pd.DataFrame, split: str = "temporal") -> str:
+    """The answer's tables as markdown (see the module docstring)."""
+    rows = table[(table["split"] == split) & ~is_published(table)]
+    if rows.empty:
+        return f"(no system was scored on the {split} test records)\n"
+    preds = _rows_of(rows)
+    full = max(preds.values(), key=len)
+    order = [r["record_id"] for r in full]
+    references = {r.system: preds[i] for i, r in rows.iterrows()
+                  if r.setting == "baseline" and r.system in REFERENCE_BASELINES
+                  and len(preds[i]) == len(order)}
+    groups: dict[frozenset, list[int]] = {}
+    for i, p in preds.items():
+        groups.setdefault(frozenset(r["record_id"] for r in p), []).append(i)
+    lines = []
+    for ids, members in sorted(groups.items(), key=lambda g: -len(g[0])):
+        keep = sorted(ids, key=order.index) if set(ids) <= set(order) else sorted(ids)
+        lines += [f"**On {_describe(keep, order)}**", "",
+                  "| system | setting | MAP@4 [95% interval] | vs the strongest baseline here "
+                  "(paired, 95%) | hallucination | validity |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        entries = []
+        for i in members:
+            r = rows.loc[i]
+            entries.append((r["system"], r["setting"], r.to_dict(), preds[i]))
+        present = {e[0] for e in entries if str(e[1]).startswith("baseline")}
+        for name, ref_rows in references.items():
+            if name in present:
+                continue
+            subset = [x for x in ref_rows if x["record_id"] in ids]
+            entries.append((name, "baseline, re-scored on these records",
+                            {**score(subset, k_values=(4,)), "n_records": len(subset)}, subset))
+        baselines = [e for e in entries if str(e[1]).startswith("baseline")]
+        strongest = max(baselines, key=lambda e: e[2]["map_at_4"]) if baselines else None
+        for system, setting, metrics, prows in sorted(entries, key=lambda e: -e[2]["map_at_4"]):
+            diff = ""
+            if strongest is not None and (system, setting) != strongest[:2]:
+                by_id = {x["record_id"]: x for x in prows}
+                ref = {x["record_id"]: x for x in strongest[3]}
+                d = paired_bootstrap(per_record([by_id[k] for k in keep]),
+                                     per_record([ref[k] for k in keep]))
+                diff = (f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] vs "
+                        f"{strongest[0]}")
+            elif strongest is not None:
+                diff = "(the strongest baseline here)"
+            lines.append(f"| {system} | {setting} | {fmt_mean(metrics)} | {diff} | "
+                         f"{_fmt(metrics.get('hallucination_rate'))} | "
+                         f"{_fmt(metrics.get('validity'))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return f"{x:.{digits}f}"
+
+
+def published_table() -> str:
+    """The blog's published rows as markdown, with the caveats that go with them."""
+    lines = ["| model | parameters | MAP@K as published |", "| --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['n_params'] / 1e9:.1f} B | {r['map_at_k']:.3f} |"
+              for r in BLOG_RESULTS]
+    lines += ["", "Not comparable one-to-one with the tables above:", ""]
+    lines += [f"- {c}" for c in CAVEATS]
+    return "\n".join(lines) + "\n"
+
+
+def glossary() -> str:
+    """The column definitions and the setting names, as markdown lists."""
+    lines = ["Columns:", ""] + [f"- `{k}`: {v}" for k, v in DEFINITIONS.items()]
+    lines += ["", "Settings:", ""] + [f"- `{k}`: {v}" for k, v in SETTINGS.items()]
+    return "\n".join(lines) + "\n"
+
+
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def with_headline(readme: str, text: str) -> str:
+    """``readme`` with the text between its headline markers replaced by ``text``."""
+    if HEADLINE_START not in readme or HEADLINE_END not in readme:
+        raise LlmrecError(f"README.md lacks the markers {HEADLINE_START} ... {HEADLINE_END}; "
+                          "put them where the headline table goes")
+    head, rest = readme.split(HEADLINE_START, 1)
+    _, tail = rest.split(HEADLINE_END, 1)
+    return f"{head}{HEADLINE_START}\n{text.strip()}\n{HEADLINE_END}{tail}"
+
+
+def answer(table: pd.DataFrame) -> str:
+    """The headline tables, then the blog's published numbers: the README's block."""
+    return headline(table) + "\nThe blog's published numbers:\n\n" + published_table()
+
+
+def quoted_numbers(text: str) -> list[str]:
+    """The decimals a text quotes (``0.0197``, ``0.021``): what a reader takes as results."""
+    return re.findall(r"(?<![\d.])0\.\d{3,4}(?!\d)", text)
+
+
+def unbacked(numbers: Sequence[str], table: pd.DataFrame) -> list[str]:
+    """The quoted numbers that no value of the results table (or the blog's published table)
+    rounds to at the digits quoted."""
+    values = [float(v) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
+              for v in table[c].dropna()] + [r["map_at_k"] for r in BLOG_RESULTS]
+    return [n for n in numbers
+            if not any(f"{v:.{len(n) - 2}f}" == n for v in values)]
+
+
+def write_summaries(table: pd.DataFrame, reports_out: Path, readme: Path | None = None) -> str:
+    """``headline.md`` (the answer and the blog's published rows) in ``reports_out``; the
+    README's copy of the headline when ``readme`` is given. Returns the headline text."""
+    text = answer(table)
+    atomic_write_text(reports_out / "headline.md", "# The answer, record set by record set\n\n"
+                      + text + "\n" + glossary())
+    if readme is not None:
+        atomic_write_text(readme, with_headline(readme.read_text(encoding="utf-8"), text))
+    return text
