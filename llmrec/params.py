@@ -5,7 +5,9 @@ a file straight into a notebook's ``parameters`` cell
 (``papermill nb.ipynb out.ipynb -f params/gemma3-270m.yaml``). A notebook's first code
 cell after the parameters is ``P = collect(globals())``: it picks the schema's keys from
 the notebook's variables, fills defaults, and validates. An unknown key or a wrong type
-is one :class:`LlmrecError` naming the key.
+is one :class:`LlmrecError` naming the key, and so is a ``model`` that names no model
+(:func:`llmrec.models.model_name_problem`): before anything runs, not when a chapter
+loads it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
+from llmrec.models import model_name_problem
 from llmrec.paths import slug
 
 # key: (allowed types, default, meaning)
@@ -86,6 +89,9 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
     for split in out["splits"]:
         if split not in ("temporal", "blog"):
             raise LlmrecError(f"{source}: key 'splits' has {split!r}; use 'temporal' and/or 'blog'")
+    problem = model_name_problem(out["model"])
+    if problem:
+        raise LlmrecError(f"{source}: key 'model' is {out['model']!r}: {problem}")
     return out
 
 

@@ -108,3 +108,31 @@ def test_beam_limit_caps_beam_passes_only():
     assert len(records_for(test, "beam4", validate({}))) == 10
     with pytest.raises(LlmrecError, match="beam_limit"):
         validate({"beam_limit": "200"})
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m", "tiny-llama", "huggyllama/llama-7b",
+                                   "EleutherAI/gpt-j-6b"])
+def test_model_names_that_validate(model):
+    assert validate({"model": model})["model"] == model
+
+
+def test_a_model_folder_validates_and_a_bare_folder_does_not(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert validate({"model": str(tmp_path)})["model"] == str(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LlmrecError) as err:
+        validate({"model": str(empty)})
+    assert "'model'" in _one_line(err) and "config.json" in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["llama-7b", "smollm2", "/no/such/folder", "./weights"])
+def test_unknown_model_fails_in_validation_with_the_fix(tmp_path, model):
+    """A typo in ``model`` stops the parameter file, before any chapter loads anything."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: bad\nmodel: {model}\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert str(bad) in msg and "'model'" in msg and repr(model) in msg
+    assert "smollm2-135m" in msg and "owner/name" in msg  # the fix: what a model can be
