@@ -21,6 +21,7 @@ import yaml
 from llmrec.errors import LlmrecError
 from llmrec.models import model_name_problem
 from llmrec.paths import slug
+from llmrec.train import config_for
 
 # key: (allowed types, default, meaning)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
@@ -44,7 +45,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "presets": ((list,), ["greedy"], "decoding presets for zero- and few-shot"),
     "n_shots": ((int,), 2, "worked examples in the few-shot prompt"),
     "matcher": ((str,), "normalized", "title matcher: common_chars | levenshtein | normalized | embedding"),
-    "lora": ((dict,), {}, "LoRA training options (see llmrec.train.LoraConfig)"),
+    "lora": ((dict,), {}, "LoRA training options over the profile's (see llmrec.train.TrainConfig)"),
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
     "chapters": ((list, type(None)), None, "notebooks to run (null: all)"),
     "run_dir": ((str,), "runs/dev", "where this run writes its artefacts (relative: to the repository)"),
@@ -92,6 +93,12 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
     problem = model_name_problem(out["model"])
     if problem:
         raise LlmrecError(f"{source}: key 'model' is {out['model']!r}: {problem}")
+    for key in sorted(set(out["lora"]) & {"seed", "quantization"}):
+        raise LlmrecError(f"{source}: key 'lora' sets {key!r}; set it once, at the top level of the file")
+    try:
+        config_for(out["profile"], **out["lora"])
+    except LlmrecError as err:
+        raise LlmrecError(f"{source}: key 'lora': {err}") from None
     return out
 
 
