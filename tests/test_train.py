@@ -261,3 +261,13 @@ def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml1
         f"{result['step_log'][-1]['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s, "
         f"adapter in {run_dir / 'adapter'}"]
     assert seconds < 300
+    # chapter 4 of the report, same file and data: it finds the run finished and trains nothing
+    from llmrec.params import load_params
+    from llmrec.records import build_records, split_records, to_alpaca
+
+    p = load_params(params)
+    parts = split_records(build_records(ml100k.ratings), "temporal", seed=p["seed"])
+    ex = {part: to_alpaca(parts[part], ml100k.movies) for part in ("train", "valid")}
+    config = config_for(p["profile"], seed=p["seed"], quantization=p["quantization"], **p["lora"])
+    again = train_lora(p["model"], ex["train"], ex["valid"], run_dir, config, progress=False)
+    assert again.world_size == 2 and again.finished_utc == result["finished_utc"]
