@@ -2,11 +2,12 @@
 
 An estimate by arithmetic, not a measurement; every assumption is a named constant here:
 
-- Training (chapter 4): 6 FLOPs per parameter per token (forward 2, backward 4: LoRA
-  skips the frozen weights' gradients, about 2, but a step on quantized weights
-  dequantizes them again, so 6 is the round upper figure), for ``epochs`` passes over the
-  training records, plus a forward pass (2 per parameter per token) over the validation
-  records once per epoch and once before training.
+- Training (chapter 4): 6 FLOPs per parameter per token, the usual figure (forward 2,
+  backward 4), for ``epochs`` passes over the training records, plus a forward pass (2 per
+  parameter per token) over the validation records once per epoch and once before
+  training. LoRA skips the frozen weights' gradients (about 2 of the 4), so 6 is an upper
+  figure that leaves room for what the count leaves out (padding, attention, the
+  optimizer, dequantizing 4-bit weights).
 - Generation: the prompt costs 2 FLOPs per parameter per token (per beam: beam search
   copies the prompt to every beam); each new token 2 per parameter per sequence, but a
   decoding step cannot be faster than reading the weights and the KV cache once from GPU
