@@ -5,8 +5,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU build of torch; override (e.g. TORCH_SPEC='torch==2.13.0+cu128') for a GPU.
+# The CPU build of torch. For a GPU, name a CUDA build: TORCH_SPEC='torch==2.13.0+cu128'
+# installs it from PyTorch's own index for that CUDA version (its wheels are not on PyPI);
+# TORCH_INDEX sets another index (e.g. a mirror).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= $(if $(findstring +,$(TORCH_SPEC)),https://download.pytorch.org/whl/$(lastword $(subst +, ,$(TORCH_SPEC))))
 PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 PYTEST_ARGS ?=
 # Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
@@ -17,7 +20,7 @@ JOBS   ?= 2
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

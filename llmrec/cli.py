@@ -21,6 +21,7 @@ CLI_MODULES = [
     "llmrec.train",
     "llmrec.runner",
     "llmrec.results",
+    "llmrec.costs",
 ]
 
 

@@ -5,9 +5,11 @@ and sampling with temperature / top-p / top-k / repetition penalty), each a dict
 ``model.generate`` keyword arguments. :func:`generate` runs prompts in batches (left
 padding, prompts sorted by length so a batch wastes little on padding, original order
 restored), with the KV cache, a seed per batch, and a per-sequence stopping rule
-(:class:`ListEnd`): a completion ends once it holds the titles asked for, at the end of
-its ``=>`` line, at a blank line, or where it turns into code or a new prompt, instead of
-running on to ``max_new_tokens``. It returns the raw continuations (prompt removed).
+(:class:`ListEnd`): a completion ends once it holds the titles asked for, each closed (a
+bare list marker or a title still being written does not count), at the end of its ``=>``
+line, where its list ends for the parser (a blank line after a title, chatter), or where it
+turns into code or a new prompt, instead of running on to ``max_new_tokens``. It returns
+the raw continuations (prompt removed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmrec.errors import LlmrecError
+from llmrec.parsing import complete_titles
 
 #: Named decoding settings (kwargs of ``model.generate``).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -26,7 +29,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                "repetition_penalty": 1.1},
 }
 
-_YEAR_END = re.compile(r"\((1[89]\d\d|20\d\d)\)\s*$")
 _HARD_STOP = re.compile(r"###|```|\n\s*(def |class |import |from \S+ import |print\(|Input:|"
                         r"Output:|Instruction:|Response:|Movies I liked:)")
 
@@ -39,25 +41,25 @@ def preset_kwargs(preset: str, **overrides: Any) -> dict[str, Any]:
 
 
 def list_finished(text: str, n_titles: int | None) -> bool:
-    """Whether a completion so far has reached the end of its list (see :class:`ListEnd`)."""
-    from llmrec.parsing import parse_completion
+    """Whether a completion so far has reached the end of its list (see :class:`ListEnd`).
 
+    Called on partial text after every token, so it counts only titles that are closed
+    (:func:`llmrec.parsing.complete_titles`): ``"Here are four movies:\n\n1"`` and
+    ``"Here are:\n\n* Bra"`` hold none yet; ``"... D (1993)"`` or ``"... D\n"`` closes the
+    fourth. It ends the list where the parser does (code, a new prompt, chatter, a line
+    after a blank line that is not numbered), at the end of a ``=>`` line that holds a
+    title, or once ``n_titles`` titles are closed."""
     body = text.lstrip()
     if not body:
         return False
     if _HARD_STOP.search(text):
         return True
-    if re.search(r"\n[ \t]*\n", body) and parse_completion(text):
-        return True  # a blank line after a title (not after a header such as "Here are:")
-    if "=>" in body and "\n" in body[body.index("=>"):]:
-        return True  # the "=>" line has ended
-    if n_titles:
-        titles = parse_completion(text)
-        if len(titles) > n_titles:
-            return True  # a title beyond the ones asked for has begun
-        if len(titles) == n_titles and (_YEAR_END.search(text) or text.endswith("\n")):
-            return True
-    return False
+    titles, ended = complete_titles(text)
+    if ended:
+        return True
+    if n_titles and len(titles) >= n_titles:
+        return True
+    return bool(titles) and "=>" in body and "\n" in body[body.index("=>"):]  # the "=>" line ended
 
 
 class ListEnd:

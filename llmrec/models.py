@@ -69,25 +69,39 @@ def tiny_model_path() -> Path:
     return folder
 
 
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` names no model, or None when it does; nothing is loaded or downloaded.
+
+    A model is an embedded name, the tiny test model, a folder written by
+    ``save_pretrained`` (with its ``config.json``), or a Hugging Face id shaped
+    ``owner/name``. Whether the hub has that id cannot be checked offline: a wrong id
+    shows when the weights load (:func:`load_model` says so)."""
+    if name in EMBEDDED_MODELS or name == TINY_NAME:
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            return f"folder {path} has no config.json; point at a folder written by save_pretrained"
+        return None
+    if _HUB_ID.match(name) and not name.startswith((".", "/", "~")):
+        return None
+    return (f"not an embedded model, not a folder and not a Hugging Face id (owner/name); "
+            f"use one of {', '.join(known_models())}, a model folder, or a hub id such as "
+            "huggyllama/llama-7b")
+
+
 def resolve_model(name_or_path: str | Path) -> str:
     """Where to load ``name_or_path`` from: a folder path, or a hub id. Raises on nonsense."""
     name = str(name_or_path)
+    problem = model_name_problem(name)
+    if problem:
+        raise LlmrecError(f"unknown model {name!r}: {problem}")
     if name in EMBEDDED_MODELS:
         return str(model_dir(name))
     if name == TINY_NAME:
         return str(tiny_model_path())
     path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise LlmrecError(f"model folder {path} has no config.json; point at a folder "
-                              "written by save_pretrained")
-        return str(path)
-    if _HUB_ID.match(name) and not name.startswith((".", "/", "~")):
-        return name
-    raise LlmrecError(
-        f"unknown model {name!r}: not a folder and not a Hugging Face id; "
-        f"known names: {', '.join(known_models())}"
-    )
+    return str(path) if path.is_dir() else name
 
 
 def pick_device(device: str = "auto") -> str:
@@ -168,8 +182,10 @@ def load_model(
         if Path(source).is_dir():
             raise LlmrecError(f"could not load model from {source}: {str(err).splitlines()[0]}") from None
         raise LlmrecError(
-            f"could not load {source!r} from the Hugging Face hub (offline, or a wrong id); "
-            f"download it to a folder and pass the path, or use one of {', '.join(known_models())}"
+            f"could not load {source!r}: its weights are not in the local cache and the "
+            f"Hugging Face hub cannot be reached or has no such id (a parameter file's check "
+            f"sees only the owner/name shape); download it to a folder and pass the path, or "
+            f"use one of {', '.join(known_models())}"
         ) from None
     if qconfig is None:
         model = model.to(device)

@@ -5,7 +5,9 @@ a file straight into a notebook's ``parameters`` cell
 (``papermill nb.ipynb out.ipynb -f params/gemma3-270m.yaml``). A notebook's first code
 cell after the parameters is ``P = collect(globals())``: it picks the schema's keys from
 the notebook's variables, fills defaults, and validates. An unknown key or a wrong type
-is one :class:`LlmrecError` naming the key.
+is one :class:`LlmrecError` naming the key, and so is a ``model`` that names no model
+(:func:`llmrec.models.model_name_problem`): before anything runs, not when a chapter
+loads it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
+from llmrec.models import model_name_problem
 from llmrec.paths import in_repo, slug
+from llmrec.train import config_for
 
 # key: (allowed types, default, meaning)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
@@ -41,7 +45,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "presets": ((list,), ["greedy"], "decoding presets for zero- and few-shot"),
     "n_shots": ((int,), 2, "worked examples in the few-shot prompt"),
     "matcher": ((str,), "normalized", "title matcher: common_chars | levenshtein | normalized | embedding"),
-    "lora": ((dict,), {}, "LoRA training options (see llmrec.train.LoraConfig)"),
+    "lora": ((dict,), {}, "LoRA training options over the profile's (see llmrec.train.TrainConfig)"),
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
     "chapters": ((list, type(None)), None, "notebooks to run (null: all)"),
     "run_dir": ((str,), "runs/dev", "where this run writes its artefacts (relative: to the repository)"),
@@ -52,6 +56,23 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
 }
 
 PROFILES = ("smoke", "quick", "cpu", "full")
+#: Chapter 6's decoding sweep per profile: validation records of the grid, its temperatures
+#: and top-p values, and how many of those records the greedy/4-beam cost comparison times.
+#: cpu: measured on SmolLM2 (2 busy cores), about 2.4 s a sampled record, 6.4 s a 4-beam one.
+SWEEPS: dict[str, dict[str, Any]] = {
+    "smoke": {"n_records": 3, "temperature": [0.5, 1.2], "top_p": [0.9, 1.0], "n_cost": 2},
+    "quick": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.9], "n_cost": 4},
+    "cpu": {"n_records": 12, "temperature": [0.3, 0.7, 1.2], "top_p": [0.8, 1.0], "n_cost": 8},
+    "full": {"n_records": 300, "temperature": [0.2, 0.5, 0.8, 1.1, 1.5], "top_p": [0.7, 0.9, 1.0],
+             "n_cost": 100},
+}
+#: Chapter 7's test records per experiment and profile (None: all, before eval_limit/beam_limit).
+SIZES: dict[str, dict[str, int | None]] = {
+    "smoke": {"constrained": 8, "rerank": 8, "ablation": 8, "timing": 4},
+    "quick": {"constrained": None, "rerank": None, "ablation": 12, "timing": 4},
+    "cpu": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
+    "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
+}
 #: Profiles whose numbers are a preview (a code check, a notebook's own run), never the report's.
 PREVIEW_PROFILES = ("smoke", "quick")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -88,6 +109,15 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
     for split in out["splits"]:
         if split not in ("temporal", "blog"):
             raise LlmrecError(f"{source}: key 'splits' has {split!r}; use 'temporal' and/or 'blog'")
+    problem = model_name_problem(out["model"])
+    if problem:
+        raise LlmrecError(f"{source}: key 'model' is {out['model']!r}: {problem}")
+    for key in sorted(set(out["lora"]) & {"seed", "quantization"}):
+        raise LlmrecError(f"{source}: key 'lora' sets {key!r}; set it once, at the top level of the file")
+    try:
+        config_for(out["profile"], **out["lora"])
+    except LlmrecError as err:
+        raise LlmrecError(f"{source}: key 'lora': {err}") from None
     return out
 
 

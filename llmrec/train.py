@@ -8,7 +8,12 @@ length to save padding on the CPU, tqdm), with :mod:`accelerate` handling device
 mixed precision and several GPUs::
 
     python -m llmrec train --params params/smollm2-135m.yaml --profile cpu
-    accelerate launch -m llmrec train --params params/llama-7b.yaml --profile full   # multi-GPU
+    accelerate launch --multi_gpu --num_processes 4 -m llmrec train --params params/llama-65b.yaml
+
+The second line trains on 4 GPUs, one process each (torch DDP): each process takes a
+quarter of every epoch's batches and the first one writes the checkpoints and the adapter
+(tested on two CPU processes). Both write where ``python -m llmrec report`` looks
+(``runs/<name>``), so the report's chapter 4 then finds the adapter trained.
 
 Safety (all tested): a checkpoint (adapter, optimizer, scheduler, step, RNG state, loss
 history) at the end of every epoch and every ``save_every_steps`` steps, written to a
@@ -157,6 +162,9 @@ class TrainResult:
     mean over the epoch's steps, ``valid_loss``; epoch 0 is the untrained validation loss;
     a run stopped by ``max_steps`` mid-epoch ends with a fractional epoch). ``step_log``:
     one dict per optimizer step (``step``, ``epoch``, ``loss``, ``tokens``, ``lr``).
+    ``world_size``: the processes that trained (``accelerate launch``: one per GPU), each on
+    its own share of every epoch's batches; ``batches_per_process``: the training
+    micro-batches each one ran in this session.
     ``train_tokens``: non-padding tokens through forward and backward; ``tokens_per_s`` is
     that over ``train_seconds`` (training steps only); ``wall_seconds`` adds validation and
     checkpoints, summed over resumed sessions.
@@ -182,6 +190,8 @@ class TrainResult:
     resumed_from_step: int | None = None
     finished_utc: str = ""
     data_fingerprint: str = ""
+    world_size: int = 1
+    batches_per_process: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -454,6 +464,7 @@ def _valid_loss(model: Any, features: list[dict], batch_size: int, pad_id: int, 
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    order = order[accelerator.process_index::accelerator.num_processes]  # each process its share
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
             batch = collate([features[j] for j in order[i:i + batch_size]], pad_id)
@@ -580,9 +591,10 @@ def train_lora(
         resumed_from = state["step"]
         accelerator.print(f"resuming from {done[-1]} (step {resumed_from})")
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "train_config.json", {**key, "config": config.to_dict(),
-                                                   "trainable_line": line})
+        if accelerator.is_main_process:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / "train_config.json", {**key, "config": config.to_dict(),
+                                                       "trainable_line": line})
         valid0 = _valid_loss(model, valid_feats, config.batch_size, pad_id, device, accelerator)
         state["history"].append({"epoch": 0, "step": 0, "train_loss": None, "valid_loss": valid0})
 
@@ -594,6 +606,7 @@ def train_lora(
         accelerator.wait_for_everyone()
 
     wall_before = state["wall_seconds"]
+    n_micro = 0  # training micro-batches this process ran
     model.train()
     bar = tqdm(total=total_steps, initial=state["step"], desc=f"LoRA {model_name}",
                unit="step", disable=not (progress and accelerator.is_local_main_process))
@@ -608,6 +621,7 @@ def train_lora(
                 n_labelled = sum(int((m["labels"] != IGNORE_INDEX).sum()) for m in micro)
                 step_loss, step_tokens = 0.0, 0
                 for j, batch in enumerate(micro):
+                    n_micro += 1
                     batch = {name: v.to(device) for name, v in batch.items()}
                     sync = j == len(micro) - 1
                     with nullcontext() if sync else accelerator.no_sync(model):
@@ -666,6 +680,7 @@ def train_lora(
         bar.close()
 
     wall = wall_before + time.perf_counter() - session_start
+    per_process = accelerator.gather(torch.tensor([n_micro], device=device)).tolist()
     adapter_dir = out_dir / "adapter"
     if accelerator.is_main_process:
         tmp = out_dir / f".tmp-adapter-{os.getpid()}"
@@ -684,7 +699,7 @@ def train_lora(
         trainable_params=int(n_trainable), all_params=int(n_all), trainable_line=line,
         resumed_from_step=resumed_from,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        data_fingerprint=fingerprint,
+        data_fingerprint=fingerprint, world_size=world, batches_per_process=per_process,
     )
     if accelerator.is_main_process:
         write_json(result_path, result.to_dict())
@@ -734,38 +749,55 @@ def split_examples(params: Mapping[str, Any], split: str) -> tuple[list[dict], l
     from llmrec.records import build_records, split_records, to_alpaca
 
     ml = load_movielens(params.get("dataset"))
-    parts = split_records(build_records(ml.ratings), split)
+    parts = split_records(build_records(ml.ratings), split, seed=params.get("seed", 0))
     return tuple(to_alpaca(parts[name], ml.movies) for name in ("train", "valid", "test"))
 
 
+def lora_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``lora`` options of a parameter file that differ from its own profile's: what
+    carries over when another profile is asked for (a file writes its profile's values
+    out, so that they show)."""
+    own = config_for(params["profile"]).to_dict()
+    return {k: v for k, v in params["lora"].items() if own.get(k) != v}
+
+
 def _cli_train(args: Any) -> int:
-    from llmrec.params import load_params
+    from llmrec.params import SCHEMA, load_params
+    from llmrec.paths import runs_dir
 
     params = load_params(args.params)
     profile = args.profile or params["profile"]
-    overrides = {"seed": params["seed"], "quantization": params["quantization"],
-                 **params["lora"]}
-    config = config_for(profile, **overrides)
+    lora = lora_overrides(params) if args.profile else params["lora"]
+    config = config_for(profile, seed=params["seed"], quantization=params["quantization"], **lora)
     train, valid, _ = split_examples(params, args.split)
-    out = Path(args.out) if args.out else default_out_dir(params["run_dir"], args.split)
-    print(f"training {params['model']} on the {args.split} split ({len(train)} training, "
-          f"{len(valid)} validation records; profile {profile}) into {out}")
-    print(json.dumps(config.to_dict()))
+    run_dir = params["run_dir"]
+    if run_dir == SCHEMA["run_dir"][1]:  # not set: where the report's chapter 4 looks
+        run_dir = runs_dir() / params["name"]
+    out = Path(args.out) if args.out else default_out_dir(run_dir, args.split)
+    main = os.environ.get("RANK", "0") == "0"  # under accelerate launch: the first process speaks
+    if main:
+        print(f"training {params['model']} on the {args.split} split ({len(train)} training, "
+              f"{len(valid)} validation records; profile {profile}) into {out}")
+        print(json.dumps(config.to_dict()))
     result = train_lora(params["model"], train, valid, out, config, dtype=params["dtype"],
                         device=params["device"])
-    print(f"done: {result.steps} steps, loss {result.first_loss:.4f} -> {result.final_loss:.4f}, "
-          f"{result.tokens_per_s:.0f} tokens/s, adapter in {result.adapter_dir}")
+    if main:
+        print(f"done: {result.steps} steps on {result.world_size} process(es), loss "
+              f"{result.first_loss:.4f} -> {result.final_loss:.4f}, {result.tokens_per_s:.0f} "
+              f"tokens/s, adapter in {result.adapter_dir}")
     return 0
 
 
 def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
-        description="Train a LoRA adapter; rerun the same command to resume. Multi-GPU: "
-                    "accelerate launch -m llmrec train --params ...")
+        description="Train a LoRA adapter; rerun the same command to resume. Several GPUs: "
+                    "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
     p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
     p.add_argument("--split", default="temporal", choices=["temporal", "blog"])
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="overrides the parameter file's profile")
-    p.add_argument("--out", default=None, help="output folder (default: the run_dir)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: the file's run_dir, else runs/<name>, where "
+                        "`python -m llmrec report` then finds the trained adapter)")
     p.set_defaults(func=_cli_train)

@@ -6,6 +6,7 @@ import pytest
 
 from llmrec.decoding import PRESETS, ListEnd, generate, list_finished, preset_kwargs
 from llmrec.errors import LlmrecError
+from llmrec.parsing import parse_completion
 
 PROMPTS = [
     "Movies I liked: Toy Story (1995) => Fargo (1996)\nRecommend 4 similar movies, separated by =>:\n",
@@ -41,9 +42,46 @@ def test_presets():
     ("Here is code:\n```python", None, True),
     ("A (1990) => B\nimport os", None, True),
     ("A (1990) ### Input", None, True),
+    # a bare list marker, or a title still being written, is not a finished title
+    ("Here are four movies:\n\n1", 4, False),
+    ("Here are four movies:\n\n1", None, False),
+    ("Here are:\n\n* Bra", 4, False),
+    ("Here are:\n\n* Bra", None, False),
+    ("Here are the 4 movie titles with their respective years:\n\n* 1", 4, False),
+    ("1. A (1990)\n2. B (1991)\n3. C (1992)\n4.", 4, False),
+    ("1. A (1990)\n2. B (1991)\n3. C (1992)\n4. D (19", 4, False),
+    ("1. A (1990)\n2. B (1991)\n3. C (1992)\n4. D\n", 4, True),
+    ("1. 2010\n2. 2011\n3. 2012\n4. 2013\n", 4, False),
+    # a header line is no title; a blank line after it does not end the list
+    ("Here are four movies:\n\n1. A (1990)\n", 4, False),
+    ("Here are four movies:\n\n1. A (1990)\n\n2", 4, False),
+    ("Here are four movies:\n\n1. A (1990)\n\n2. B (1991)", 4, False),
+    ("Here are four movies:\n\n1. A (1990)\n\nThe", 4, True),
+    ("The 4 movies I wanted were Braindead (1992)", 1, True),
 ])
 def test_list_finished(text, n, done):
     assert list_finished(text, n) is done
+
+
+#: Whole completions in the shapes the models write (from the committed predictions).
+WHOLE = [
+    "Here are four movies:\n\n1. Braindead (1992)\n2. Heat (1995)\n3. Alien (1979)\n4. Fargo (1996)\n5. Big",
+    "Here are:\n\n* Brazil (1985)\n* Heat (1995)\n\nThese films share a mood and a look.",
+    "Here are the 4 movie titles with their respective years:\n1. Broken Arrow (1996)\n2. Young "
+    "Frankenstein (1974)\n3. Under Siege (1992)\n4. Heat (1995)\n",
+    " Toy Story (1995) => Fargo (1996) => Scream (1996) => Contact (1997) => Heat (1995)",
+    "1. Wings of the Dove, The\n2. Emma\n3. 187 (1997)\n4. Secrets & Lies\n5. Kids (1995)",
+    "Here are the movie titles:\n\n1. Alien (1979)\n\n2. Heat (1995)\n\n3. Emma (1996)\n\n4. Big (1988)",
+]
+
+
+@pytest.mark.parametrize("whole", WHOLE)
+def test_list_finished_never_changes_the_titles(whole):
+    """Where the rule first stops a growing completion, its first 4 titles are final."""
+    stop = next((i for i in range(1, len(whole) + 1) if list_finished(whole[:i], 4)), None)
+    assert stop is not None
+    assert parse_completion(whole[:stop], max_titles=4) == parse_completion(whole, max_titles=4)
+    assert len(parse_completion(whole[:stop])) >= min(4, len(parse_completion(whole)))
 
 
 def test_list_end_is_per_row(tiny):

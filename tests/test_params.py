@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,82 @@ def test_beam_limit_caps_beam_passes_only():
     assert len(records_for(test, "beam4", validate({}))) == 10
     with pytest.raises(LlmrecError, match="beam_limit"):
         validate({"beam_limit": "200"})
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m", "tiny-llama", "huggyllama/llama-7b",
+                                   "EleutherAI/gpt-j-6b"])
+def test_model_names_that_validate(model):
+    assert validate({"model": model})["model"] == model
+
+
+def test_a_model_folder_validates_and_a_bare_folder_does_not(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert validate({"model": str(tmp_path)})["model"] == str(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LlmrecError) as err:
+        validate({"model": str(empty)})
+    assert "'model'" in _one_line(err) and "config.json" in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["llama-7b", "smollm2", "/no/such/folder", "./weights"])
+def test_unknown_model_fails_in_validation_with_the_fix(tmp_path, model):
+    """A typo in ``model`` stops the parameter file, before any chapter loads anything."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: bad\nmodel: {model}\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert str(bad) in msg and "'model'" in msg and repr(model) in msg
+    assert "smollm2-135m" in msg and "owner/name" in msg  # the fix: what a model can be
+
+
+#: What every parameter file writes out under ``lora``: the LoRA shape and every option a
+#: profile sets, so the file shows what it trains.
+SHOWN_LORA = {"r", "alpha", "dropout", "target_modules", "learning_rate", "warmup_steps",
+              "epochs", "batch_size", "grad_accum", "cutoff_len", "max_train_records",
+              "max_valid_records"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_lora_block_shows_its_profile(path):
+    from llmrec.train import PROFILES, config_for
+
+    p = load_params(path)
+    assert set(p["lora"]) == SHOWN_LORA and set(PROFILES[p["profile"]]) <= SHOWN_LORA
+    assert config_for(p["profile"], **p["lora"]) == config_for(p["profile"])  # its profile's values
+
+
+def test_quantization_named_is_the_one_set():
+    """The hardware line and the header comments name only the precision the file loads
+    (an alternative goes on the quantization line, as what it "would" do)."""
+    bits = re.compile(r"\b([48])[- ]?bits?\b", re.IGNORECASE)
+    for path in FILES:
+        p = load_params(path)
+        said = [p["hardware"]] + [line for line in path.read_text().splitlines() if line.startswith("#")]
+        named = {f"{m}bit" for text in said for m in bits.findall(text)}
+        assert named <= {p["quantization"]}, (path.name, named)
+        for line in path.read_text().splitlines():
+            if line.startswith("quantization:") and "#" in line and bits.search(line.split("#", 1)[1]):
+                assert "would" in line, line
+
+
+def test_lora_options_are_checked_with_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nlora:\n  rank: 8\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    assert "'lora'" in _one_line(err) and "'rank'" in str(err.value)
+    bad.write_text("name: bad\nlora:\n  seed: 3\n")
+    with pytest.raises(LlmrecError, match="top level"):
+        load_params(bad)
+
+
+def test_cli_profile_override_keeps_only_a_files_own_changes():
+    from llmrec.train import config_for, lora_overrides
+
+    p = load_params(PARAMS_DIR / "smollm2-135m.yaml")
+    assert lora_overrides(p) == {}  # it writes out the cpu profile, changes nothing
+    p["lora"] = {**p["lora"], "r": 16}
+    assert lora_overrides(p) == {"r": 16}
+    assert config_for("smoke", **lora_overrides(p)).epochs == config_for("smoke").epochs

@@ -180,7 +180,9 @@ def test_bad_lora_options_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown lora option 'lora_rank'") and "\n" not in err
+    # found when the file is read, before any model loads: file, key and option named
+    assert err.startswith(f"error: {params}: key 'lora': unknown lora option 'lora_rank'")
+    assert "\n" not in err
 
 
 def test_notebook_04_trains_evaluates_and_writes_results(tmp_path, ml100k):
@@ -211,3 +213,61 @@ def test_notebook_04_trains_evaluates_and_writes_results(tmp_path, ml100k):
         assert len(rows) == 8 and all("completion" in r for r in rows)
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
     assert {"04_loss.png", "04_map_tuned_vs_untuned.png"} <= figures
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml100k):
+    """The multi-GPU command of the README, on two CPU processes (torch DDP over gloo).
+
+    ``accelerate launch --cpu`` starts one process (more need MPI), so this uses the launcher
+    a multi-GPU machine uses (``--multi_gpu``: torchrun) with ``device: cpu`` in the file."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from llmrec.paths import repo_root
+
+    run_dir = tmp_path / "run"
+    params = tmp_path / "ddp.yaml"
+    params.write_text(f"name: ddp\nmodel: {tiny_model_dir}\nprofile: smoke\ndtype: float32\n"
+                      f"device: cpu\nsplits: [temporal]\nrun_dir: {run_dir}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf"),  # no accelerate config of this machine applies
+           "PYTHONPATH": os.pathsep.join([str(repo_root()), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "llmrec", "train", "--params", str(params)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run_dir / "train_result.json").read_text())
+    # smoke: 16 records in batches of 4, 2 epochs; each process takes half of every epoch
+    assert result["world_size"] == 2 and result["batches_per_process"] == [4, 4]
+    assert result["steps"] == 4 and [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert not list(run_dir.glob(".tmp-adapter-*"))  # one adapter, written by the first process
+    assert [line for line in done.stdout.splitlines() if line.startswith("done:")] == [
+        f"done: 4 steps on 2 process(es), loss {result['step_log'][0]['loss']:.4f} -> "
+        f"{result['step_log'][-1]['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s, "
+        f"adapter in {run_dir / 'adapter'}"]
+    assert seconds < 300
+    # chapter 4 of the report, same file and data: it finds the run finished and trains nothing
+    from llmrec.params import load_params
+    from llmrec.records import build_records, split_records, to_alpaca
+
+    p = load_params(params)
+    parts = split_records(build_records(ml100k.ratings), "temporal", seed=p["seed"])
+    ex = {part: to_alpaca(parts[part], ml100k.movies) for part in ("train", "valid")}
+    config = config_for(p["profile"], seed=p["seed"], quantization=p["quantization"], **p["lora"])
+    again = train_lora(p["model"], ex["train"], ex["valid"], run_dir, config, progress=False)
+    assert again.world_size == 2 and again.finished_utc == result["finished_utc"]
