@@ -338,6 +338,12 @@ def make_lora_model(base_model: Any, config: TrainConfig):
         base_model = prepare_model_for_kbit_training(
             base_model, use_gradient_checkpointing=config.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
+        # bitsandbytes (0.50) repacks a 4-bit layer for its AVX512-BF16 CPU kernel the first
+        # time it runs in eval mode, and that kernel has no backward: after the first
+        # validation pass nothing would learn. Training keeps the differentiable layout.
+        for module in base_model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
     elif config.gradient_checkpointing:
         base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(config.seed)
