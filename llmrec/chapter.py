@@ -31,6 +31,7 @@ import pandas as pd
 from llmrec import plots
 from llmrec.artifacts import read_json, system_dir
 from llmrec.data import MovieLens, load_movielens
+from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.failures import FAILURE_COLUMNS, failure_frame
 from llmrec.generation import FreeGeneration
@@ -40,6 +41,7 @@ from llmrec.params import collect, common_params
 from llmrec.paths import in_repo, runs_dir
 from llmrec.recommenders import Recommender
 from llmrec.records import build_records, split_records
+from llmrec.train import default_out_dir, load_tuned
 
 #: The columns of a chapter's results table (those present).
 SHOW = ["system", "setting", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -131,6 +133,19 @@ class Chapter:
         """The test records of ``split``, capped by ``eval_limit`` (a smoke run)."""
         test = self.split(split)["test"]
         return test if self.P.get("eval_limit") is None else test.head(self.P["eval_limit"])
+
+    def adapter(self, split: str) -> Path | None:
+        """Chapter 4's LoRA adapter of ``split`` in this run folder, or None before it ran."""
+        folder = default_out_dir(self.run_dir, split) / "adapter"
+        return folder if (folder / "adapter_config.json").is_file() else None
+
+    def load_tuned(self, split: str) -> tuple[Any, Any]:
+        """The parameters' model with chapter 4's adapter of ``split`` (see :meth:`adapter`)."""
+        folder = self.adapter(split)
+        if folder is None:
+            raise LlmrecError(f"no LoRA adapter of {split!r} in {self.run_dir}; run chapter 4 first")
+        return load_tuned(self.P["model"], folder, dtype=self.P["dtype"],
+                          quantization=self.P["quantization"], device=self.P["device"])
 
     # -- systems ------------------------------------------------------------------------
     def load_llm(self) -> tuple[Any, Any]:

@@ -110,6 +110,33 @@ def paired_differences(paired: pd.DataFrame, title: str, metric: str = "MAP@4"):
     return fig
 
 
+def decoding_sweep(grid: pd.DataFrame, title: str):
+    """MAP@4 (with its 95% interval), validity and hallucination against temperature, one
+    line per top-p: the rows of chapter 6's grid (``temperature``, ``top_p``, the metrics)."""
+    plt, sns = _pyplot()
+    panels = {"map_at_4": "MAP@4 (0 to 1; 95% interval)",
+              "validity": "validity (share of completions, 0 to 1)",
+              "hallucination_rate": "hallucination rate (share of titles, 0 to 1)"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    palette = dict(zip(sorted(grid["top_p"].unique()),
+                       sns.color_palette("viridis", grid["top_p"].nunique()), strict=True))
+    for ax, (measure, label) in zip(axes, panels.items(), strict=True):
+        for p, rows in grid.sort_values("temperature").groupby("top_p"):
+            yerr = None
+            if measure == "map_at_4":
+                yerr = [rows["map_at_4"] - rows["map_at_4_low"], rows["map_at_4_high"] - rows["map_at_4"]]
+            ax.errorbar(rows["temperature"], rows[measure], yerr=yerr, marker="o", capsize=3,
+                        color=palette[p], label=f"top-p {p}")
+        ax.set_ylim(bottom=0, top=max(1e-3, float((grid.get(f"{measure}_high", grid[measure])).max()) * 1.15))
+        ax.set_title(label.split(" (")[0] + " against temperature")
+        ax.set_xlabel("temperature (unitless; 1 = the model's own)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def bar_chart(data: pd.DataFrame, x: str, y: str, hue: str, title: str, xlabel: str,
               ylabel: str, size: tuple[float, float] = (7, 3.6)):
     """Bars of ``y`` per ``x`` and ``hue`` (one value each: no error bars)."""

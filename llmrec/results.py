@@ -22,6 +22,7 @@ from llmrec import plots
 from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
 from llmrec.errors import LlmrecError
 from llmrec.metrics import score
+from llmrec.notebook_export import export_notebook
 from llmrec.paths import repo_root, reports_dir, runs_dir
 from llmrec.summary import glossary, is_published, published_rows, write_summaries
 
@@ -195,7 +196,8 @@ def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.Data
 def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every run under ``out_root`` with what its completed chapters wrote.
 
-    ``[{"run", "run_dir", "params", "metrics": [Path...], "figures": [Path...]}]``, runs with
+    ``[{"run", "run_dir", "params", "metrics", "figures", "notebooks"}]`` (lists of paths; the
+    executed notebooks of the completed chapters), runs with
     no completed chapter left out; ``profiles`` keeps only runs of those profiles.
     """
     out = []
@@ -204,12 +206,14 @@ def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) 
         params = read_json(info_path).get("params", {})
         if profiles is not None and params.get("profile") not in set(profiles):
             continue
-        found: dict[str, list[Path]] = {"metrics": [], "figures": []}
+        found: dict[str, list[Path]] = {"metrics": [], "figures": [], "notebooks": []}
         markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
         for marker in markers:
             done = read_json(marker)
-            for kind, paths in found.items():
-                paths += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
+            for kind in ("metrics", "figures"):
+                found[kind] += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
+            executed = marker.parent / f"{marker.name[1:-len('.done.json')]}.ipynb"
+            found["notebooks"] += [executed] if executed.is_file() else []
         if markers:
             out.append({"run": run_dir.name, "run_dir": run_dir, "params": params,
                         **{kind: sorted(set(paths)) for kind, paths in found.items()}})
@@ -294,7 +298,10 @@ def aggregate(
         df["predictions"] = sources
         frames.append(df)
     figures: list[str] = []
-    for r in runs:
+    for r in runs:  # the executed chapters, slimmed for reading
+        shutil.rmtree(reports_out / "notebooks" / r["run"], ignore_errors=True)
+        for nb in r["notebooks"]:
+            export_notebook(nb, reports_out / "notebooks" / r["run"] / nb.name)
         for png in r["figures"]:
             dst = fig_root / r["run"] / png.name
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import pandas as pd
 from llmrec.artifacts import atomic_write_text, read_jsonl
 from llmrec.errors import LlmrecError
 from llmrec.metrics import paired_bootstrap, per_record, score, zero_hit_bound
+from llmrec.notebook_export import chapter_index
 from llmrec.paths import repo_root
 from llmrec.published import BLOG_RESULTS, CAVEATS
 
@@ -194,14 +195,21 @@ def glossary() -> str:
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
+def with_block(readme: str, name: str, text: str) -> str:
+    """``readme`` with the text between its ``<!-- name:start -->`` and ``<!-- name:end -->``
+    markers replaced by ``text`` (a generated part: the answer, the chapter links)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in readme or end not in readme:
+        raise LlmrecError(f"README.md lacks the markers {start} ... {end}; put them where the "
+                          f"generated {name} goes")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{text.strip()}\n{end}{tail}"
+
+
 def with_headline(readme: str, text: str) -> str:
-    """``readme`` with the text between its headline markers replaced by ``text``."""
-    if HEADLINE_START not in readme or HEADLINE_END not in readme:
-        raise LlmrecError(f"README.md lacks the markers {HEADLINE_START} ... {HEADLINE_END}; "
-                          "put them where the headline table goes")
-    head, rest = readme.split(HEADLINE_START, 1)
-    _, tail = rest.split(HEADLINE_END, 1)
-    return f"{head}{HEADLINE_START}\n{text.strip()}\n{HEADLINE_END}{tail}"
+    """``readme`` with its answer block replaced by ``text``."""
+    return with_block(readme, "headline", text)
 
 
 def answer(table: pd.DataFrame) -> str:
@@ -230,5 +238,8 @@ def write_summaries(table: pd.DataFrame, reports_out: Path, readme: Path | None 
     atomic_write_text(reports_out / "headline.md", "# The answer, record set by record set\n\n"
                       + text + "\n" + glossary())
     if readme is not None:
-        atomic_write_text(readme, with_headline(readme.read_text(encoding="utf-8"), text))
+        chapters = chapter_index(reports_out / "notebooks", readme.parent)
+        updated = with_block(with_headline(readme.read_text(encoding="utf-8"), text),
+                             "chapters", chapters)
+        atomic_write_text(readme, updated)
     return text

@@ -239,6 +239,18 @@ def test_smoke_report_end_to_end(tmp_path):
     assert len(table) and all(c in table.columns for c in SECTION7)
     assert "temporal" in set(table["split"])
     _assert_recomputes(table)
+    # every executed chapter published beside the table, figures inline, small enough to browse
+    published = sorted((reports / "notebooks").glob("*/*.ipynb"))
+    assert {p.stem for p in published} == {p.stem for p in REAL}
+    for path in published:
+        assert path.stat().st_size < 2_000_000, path
+        nb = nbformat.read(path, as_version=4)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        assert outputs and not any("\r" in o.get("text", "") for o in outputs)  # no progress redraws
+        assert all(len(o.get("text", "").splitlines()) <= 60 for o in outputs)
+    zero = nbformat.read(reports / "notebooks" / "smoke" / "02_zero_shot.ipynb", as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in zero.cells if c.cell_type == "code"
+               for o in c.outputs)
     # resume: nothing runs the second time
     again = run_report([ROOT / "params" / "smoke.yaml"], out_root=out, reports_out=reports)
     assert {c["status"] for c in again["chapters"]} == {"skipped"}

@@ -1,0 +1,97 @@
+"""Executed chapters, published: a report run's notebooks made small enough to browse.
+
+The report runs every chapter with papermill into ``runs/<run>/notebooks/``; aggregation
+copies the completed ones to ``reports/notebooks/<run>/`` through :func:`export_notebook`,
+so a reader with only the repository reads every chapter with its tables and figures
+inline. What it changes, and nothing else: figures stay inline as PNG (other renderings
+of the same output, such as SVG, and widget states, which render nowhere without a kernel,
+are dropped), a long text output keeps its first and last lines with a line saying how many
+were trimmed, progress-bar noise (carriage-return redraws) keeps only its final state, and
+a very large HTML table falls back to its plain-text form. nbformat reads and writes the
+files; no converter does this trimming, so it is written here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from llmrec.artifacts import atomic_write_text
+
+#: Output formats kept, in order of preference (the first one present wins, plus PNG).
+KEEP = ("text/html", "text/markdown", "text/plain")
+#: A text output longer than this many lines keeps its head and tail.
+MAX_LINES = 60
+#: An HTML output larger than this falls back to its text/plain form.
+MAX_HTML = 60_000
+
+
+def _final_state(text: str) -> str:
+    """Each line as its last carriage-return redraw left it (tqdm's progress bars)."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def trim(text: str, max_lines: int = MAX_LINES) -> str:
+    """``text`` with its middle cut to ``max_lines`` lines, the cut said in a line."""
+    lines = text.split("\n")
+    if len(lines) <= max_lines:
+        return text
+    head, tail = lines[: max_lines - 10], lines[-9:]
+    return "\n".join([*head, f"... {len(lines) - len(head) - len(tail)} lines trimmed ...", *tail])
+
+
+def _slim(output: Any, max_lines: int) -> Any | None:
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = trim(_final_state(output.get("text", "")), max_lines)
+        if not text.strip():
+            return None
+        output["text"] = text
+        return output
+    if kind in ("display_data", "execute_result"):
+        data = output.get("data", {})
+        kept = {k: data[k] for k in ("image/png",) if k in data}
+        html = data.get("text/html")
+        if html is not None and len(html) <= MAX_HTML:
+            kept["text/html"] = html
+        for key in ("text/markdown", "text/plain"):
+            if key in data and not ({"image/png", "text/html", "text/markdown"} & set(kept)):
+                value = data[key]
+                kept[key] = trim(value if isinstance(value, str) else "".join(value), max_lines)
+                break
+        if not kept:
+            return None
+        output["data"] = kept
+        output.get("metadata", {}).pop("application/vnd.jupyter.widget-view+json", None)
+        return output
+    if kind == "error":
+        output["traceback"] = output.get("traceback", [])[-8:]
+        return output
+    return output
+
+
+def chapter_index(notebooks_root: Path, relative_to: Path) -> str:
+    """Markdown: each chapter with a link to its executed copy in every run that has one."""
+    by_chapter: dict[str, list[Path]] = {}
+    for path in sorted(notebooks_root.glob("*/*.ipynb")):
+        by_chapter.setdefault(path.stem, []).append(path)
+    if not by_chapter:
+        return "(the executed chapters appear here once `make report` has run)\n"
+    lines = []
+    for stem, paths in sorted(by_chapter.items()):
+        links = ", ".join(f"[{p.parent.name}]({p.relative_to(relative_to).as_posix()})" for p in paths)
+        lines.append(f"- `{stem}`: {links}")
+    return "\n".join(lines) + "\n"
+
+
+def export_notebook(src: str | Path, dst: str | Path, max_lines: int = MAX_LINES) -> Path:
+    """Write the executed notebook ``src`` to ``dst`` slimmed for reading (module docstring)."""
+    nb = nbformat.read(str(src), as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in (_slim(o, max_lines) for o in cell.outputs) if o is not None]
+    return atomic_write_text(dst, nbformat.writes(nb))

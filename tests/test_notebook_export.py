@@ -1,0 +1,48 @@
+"""Executed notebooks slimmed for reading: PNG kept, long text trimmed, progress redraws and
+widget states dropped."""
+
+from __future__ import annotations
+
+import nbformat
+
+from llmrec.notebook_export import chapter_index, export_notebook, trim
+
+
+def test_export_keeps_figures_and_trims_the_rest(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="a  10%\ra  50%\ra 100%\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="\n".join(map(str, range(200)))),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                     "image/svg+xml": "<svg/>",
+                                                     "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "VBox()"}),
+        nbformat.v4.new_output("execute_result", data={"text/html": "<table/>", "text/plain": "df"},
+                               execution_count=1),
+    ]
+    nb.cells = [cell]
+    out = export_notebook_roundtrip(nb, tmp_path)
+    progress, long, figure, widget, table = out.cells[0].outputs
+    assert progress["text"] == "a 100%\n"
+    assert "lines trimmed" in long["text"] and len(long["text"].splitlines()) == 60
+    assert set(figure["data"]) == {"image/png"}
+    assert set(widget["data"]) == {"text/plain"}
+    assert set(table["data"]) == {"text/html"}
+
+
+def export_notebook_roundtrip(nb, tmp_path):
+    src, dst = tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb"
+    nbformat.write(nb, str(src))
+    export_notebook(src, dst)
+    return nbformat.read(str(dst), as_version=4)
+
+
+def test_trim_and_index(tmp_path):
+    assert trim("a\nb", 60) == "a\nb"
+    (tmp_path / "notebooks" / "run-a").mkdir(parents=True)
+    (tmp_path / "notebooks" / "run-a" / "02_zero_shot.ipynb").write_text("{}")
+    text = chapter_index(tmp_path / "notebooks", tmp_path)
+    assert text.strip() == "- `02_zero_shot`: [run-a](notebooks/run-a/02_zero_shot.ipynb)"
+    assert "make report" in chapter_index(tmp_path / "none", tmp_path)
