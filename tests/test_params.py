@@ -53,22 +53,17 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
     return msg
 
 
-def test_unknown_key_is_one_clear_error(tmp_path):
+@pytest.mark.parametrize("text, words", [
+    ("name: x\nmodel: x\nlearning_rat: 0.1\n", ("'learning_rat'", "unknown key")),
+    ("name: x\nbatch_size: sixteen\n", ("'batch_size'", "int", "sixteen")),
+], ids=["unknown key", "wrong type"])
+def test_a_bad_file_is_one_clear_error_naming_it(tmp_path, text, words):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nmodel: x\nlearning_rat: 0.1\n")
+    bad.write_text(text)
     with pytest.raises(LlmrecError) as err:
         load_params(bad)
     msg = _one_line(err)
-    assert "'learning_rat'" in msg and "unknown key" in msg and str(bad) in msg
-
-
-def test_wrong_type_is_one_clear_error(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nbatch_size: sixteen\n")
-    with pytest.raises(LlmrecError) as err:
-        load_params(bad)
-    msg = _one_line(err)
-    assert "'batch_size'" in msg and "int" in msg and "sixteen" in msg
+    assert str(bad) in msg and all(w in msg for w in words), msg
 
 
 def test_bool_is_not_an_int_and_interactive_is_a_bool():
