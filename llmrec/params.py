@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
+from llmrec.paths import resolve_run_dir
 
 # key: (allowed types, default, meaning)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
@@ -110,5 +111,9 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def collect(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the schema's keys from a notebook's globals (after papermill injection); validate."""
-    return validate({k: namespace[k] for k in SCHEMA if k in namespace}, source="notebook parameters")
+    """Pick the schema's keys from a notebook's globals (after papermill injection); validate.
+    ``run_dir`` comes back absolute (:func:`llmrec.paths.resolve_run_dir`): a relative one is
+    the repository's, wherever the notebook was opened."""
+    params = validate({k: namespace[k] for k in SCHEMA if k in namespace}, source="notebook parameters")
+    params["run_dir"] = str(resolve_run_dir(params["run_dir"]))
+    return params

@@ -1,4 +1,5 @@
-"""Where things live: the asset cache (outside the repository), the repository, run folders."""
+"""Where things live: the asset cache (outside the repository), the repository, run folders
+(a relative run folder resolves against the repository, whatever the current folder)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,20 @@ def reports_dir() -> Path:
 def runs_dir() -> Path:
     """``runs/`` at the repository root (git-ignored): full products of report runs."""
     return repo_root() / "runs"
+
+
+def project_root() -> Path:
+    """The folder a relative run folder is relative to: the repository this package was
+    imported from when it is one (an editable install or a checkout on ``PYTHONPATH``),
+    else the current folder (a package installed into site-packages has no repository)."""
+    root = repo_root()
+    return root if (root / "notebooks").is_dir() and (root / "params").is_dir() else Path.cwd()
+
+
+def resolve_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as an absolute path: a relative one (``runs/dev/x``, the notebooks'
+    default) is taken from :func:`project_root`, not from the current folder, so a notebook
+    opened in JupyterLab (whose kernel starts in ``notebooks/``) writes to the repository's
+    ``runs/`` like the report command does, not to ``notebooks/runs/``."""
+    path = Path(run_dir).expanduser()
+    return path if path.is_absolute() else project_root() / path
