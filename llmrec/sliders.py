@@ -291,9 +291,9 @@ class DecodingSliders:
             self._show_record()
         with self._lock:
             self._wanted += 1
-            self.status.value = self._busy(self.values())
             if self._last:  # the previous result stays, dimmed, until the new one replaces it
                 self.result.value = f'<div style="opacity:0.45">{self._last}</div>'
+            self.status.value = self._busy(self.values())
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="llmrec-sliders", daemon=True)
                 self._worker.start()
