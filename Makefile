@@ -14,26 +14,52 @@ PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 PYTEST_ARGS ?=
 # Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
 JOBS   ?= 2
+# The browser tests (tests/test_browser.py) drive this Chromium with Playwright, which cannot
+# download a browser of its own here; `make test` installs Debian's chromium when it is missing.
+CHROMIUM ?= /usr/bin/chromium
+# The git filter's nbstripout: outputs, counts and widget state go; cell ids and the notebook's
+# kernel stay; the language details a kernel adds on save (version, lexer ...) go too.
+NBSTRIPOUT := -m nbstripout --keep-id --extra-keys '$(addprefix metadata.language_info.,codemirror_mode file_extension mimetype nbconvert_exporter pygments_lexer version)'
 
-.PHONY: setup report test lint clean-venv
+.PHONY: setup report test lint lab git-filters clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed git-filters
+
+# nbstripout as this clone's git filter: a notebook is staged without its outputs, and one
+# saved by JupyterLab equals its source again; .gitattributes names the filter.
+git-filters: $(VENV)/.installed
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "'$(abspath $(PY))' $(NBSTRIPOUT)" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && \
+	  git config diff.ipynb.textconv "'$(abspath $(PY))' $(NBSTRIPOUT) -t"; \
+	fi
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "no $(CHROMIUM) and no apt-get: install Chromium, then make test CHROMIUM=/path/to/chromium"; exit 1; }
+	@echo "installing Debian's chromium for the browser tests"
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
 
 report: setup
 	$(PY) -m llmrec assets fetch movielens-100k
 	$(PY) -m llmrec report --jobs $(JOBS) $(PARAMS)
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m llmrec assets fetch movielens-100k
-	$(PY) -m pytest $(PYTEST_ARGS)
+	LLMREC_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(PYTEST_ARGS)
+
+# JupyterLab from the project's environment, at the repository root (as root it needs --allow-root)
+lab: setup
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: setup
 	$(VENV)/bin/ruff check llmrec tests notebooks

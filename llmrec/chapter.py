@@ -41,7 +41,7 @@ from llmrec.params import collect, common_params
 from llmrec.paths import in_repo, runs_dir
 from llmrec.recommenders import Recommender
 from llmrec.records import build_records, split_records
-from llmrec.train import default_out_dir, load_tuned
+from llmrec.train import adapter_in, load_tuned
 
 #: The columns of a chapter's results table (those present).
 SHOW = ["system", "setting", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -63,7 +63,7 @@ class Chapter:
     def __init__(self, number: str, params: Mapping[str, Any], threads: int | None = None):
         self.number = number
         self.P = dict(params)
-        self.run_dir = in_repo(self.P["run_dir"])
+        self.run_dir = Path(self.P["run_dir"])  # absolute: params.collect resolved it
         self.figures = self.run_dir / "figures"
         self.figures.mkdir(parents=True, exist_ok=True)
         # the tiny model of the smoke profile gains nothing from a second thread
@@ -136,8 +136,7 @@ class Chapter:
 
     def adapter(self, split: str) -> Path | None:
         """Chapter 4's LoRA adapter of ``split`` in this run folder, or None before it ran."""
-        folder = default_out_dir(self.run_dir, split) / "adapter"
-        return folder if (folder / "adapter_config.json").is_file() else None
+        return adapter_in(self.run_dir, split)
 
     def load_tuned(self, split: str) -> tuple[Any, Any]:
         """The parameters' model with chapter 4's adapter of ``split`` (see :meth:`adapter`)."""

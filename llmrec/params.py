@@ -164,9 +164,12 @@ def load_params(path: str | Path) -> dict[str, Any]:
 def collect(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """A notebook's parameters: its ``params_file`` (the chapter's own defaults,
     ``params/quick.yaml``) overridden by the schema's keys among its globals (set in the
-    parameters cell, or injected by papermill from a parameter file); validated."""
+    parameters cell, or injected by papermill from a parameter file); validated. ``run_dir``
+    comes back absolute: a relative one is the repository's, wherever the notebook was opened."""
     base: dict[str, Any] = {}
     if namespace.get("params_file"):
         base = load_params(in_repo(namespace["params_file"]))
     own = {k: namespace[k] for k in SCHEMA if k in namespace}
-    return validate({**base, **own}, source="notebook parameters")
+    params = validate({**base, **own}, source="notebook parameters")
+    params["run_dir"] = str(in_repo(params["run_dir"]))  # the repository's, wherever opened
+    return params

@@ -1,4 +1,5 @@
-"""Where things live: the asset cache (outside the repository), the repository, run folders."""
+"""Where things live: the asset cache (outside the repository), the repository, run folders
+(a relative run folder resolves against the repository, whatever the current folder)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,6 @@ def reports_dir() -> Path:
     return repo_root() / "reports"
 
 
-def in_repo(path: str | Path) -> Path:
-    """``path`` as given when absolute, else under the repository root: a run folder named in a
-    parameters cell lands in the repository's ``runs/`` wherever the notebook was opened."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else repo_root() / path
-
-
 def slug(text: str) -> str:
     """``text`` as a folder name: letters, digits, ``-_.``; anything else becomes ``-``."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "x"
@@ -41,3 +35,20 @@ def slug(text: str) -> str:
 def runs_dir() -> Path:
     """``runs/`` at the repository root (git-ignored): full products of report runs."""
     return repo_root() / "runs"
+
+
+def project_root() -> Path:
+    """The folder a relative run folder is relative to: the repository this package was
+    imported from when it is one (an editable install or a checkout on ``PYTHONPATH``),
+    else the current folder (a package installed into site-packages has no repository)."""
+    root = repo_root()
+    return root if (root / "notebooks").is_dir() and (root / "params").is_dir() else Path.cwd()
+
+
+def in_repo(path: str | os.PathLike) -> Path:
+    """``path`` as an absolute path: a relative one (``runs/dev/x``, ``params/quick.yaml``)
+    is taken from :func:`project_root`, not from the current folder, so a notebook opened in
+    JupyterLab (whose kernel starts in ``notebooks/``) writes to the repository's ``runs/``
+    like the report command does, not to ``notebooks/runs/``."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path

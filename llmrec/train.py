@@ -749,6 +749,12 @@ def default_out_dir(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) if split == "temporal" else Path(run_dir) / f"lora-{split}"
 
 
+def adapter_in(run_dir: str | Path, split: str) -> Path | None:
+    """The trained LoRA adapter of ``split`` in the run folder ``run_dir``, or None."""
+    folder = default_out_dir(run_dir, split) / "adapter"
+    return folder if (folder / "adapter_config.json").is_file() else None
+
+
 def split_examples(params: Mapping[str, Any], split: str) -> tuple[list[dict], list[dict], list[dict]]:
     """Alpaca examples ``(train, valid, test)`` of ``split`` for a parameter set."""
     from llmrec.data import load_movielens

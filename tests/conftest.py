@@ -37,3 +37,37 @@ def tiny(tiny_model_dir):
     torch.set_num_threads(1)
     yield load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     torch.set_num_threads(threads)
+
+
+class FilterRepo:
+    """A scratch git repository whose nbstripout filter was installed by the Makefile's
+    set-up (``make git-filters``, run with this interpreter): :meth:`stage` returns what git
+    stores for a notebook."""
+
+    def __init__(self, root):
+        import shutil
+        import subprocess
+        import sys
+
+        from llmrec.paths import repo_root
+
+        self.root = root
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        for name in ("Makefile", ".gitattributes"):
+            shutil.copy(repo_root() / name, root / name)
+        subprocess.run(["make", "-s", "-o", ".venv/.installed", "git-filters", f"PY={sys.executable}"],
+                       cwd=root, check=True)
+
+    def stage(self, notebook, name: str = "notebook.ipynb") -> bytes:
+        import shutil
+        import subprocess
+
+        shutil.copy(notebook, self.root / name)
+        subprocess.run(["git", "add", name], cwd=self.root, check=True)
+        return subprocess.run(["git", "show", f":{name}"], cwd=self.root, check=True,
+                              capture_output=True).stdout
+
+
+@pytest.fixture(scope="session")
+def filter_repo(tmp_path_factory):
+    return FilterRepo(tmp_path_factory.mktemp("filter-repo"))
