@@ -21,6 +21,7 @@ import yaml
 from llmrec.errors import LlmrecError
 from llmrec.models import model_name_problem
 from llmrec.paths import in_repo, slug
+from llmrec.samples import sample_records
 from llmrec.train import config_for
 
 # key: (allowed types, default, meaning)
@@ -123,12 +124,14 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
 
 def records_for(test, preset: str, params: Mapping[str, Any]):
     """The test records a decoding ``preset`` is scored on: ``eval_limit`` caps every pass,
-    ``beam_limit`` caps beam-search passes (the first N records, so systems stay paired)."""
+    ``beam_limit`` caps beam-search passes; a cap takes the protocol's seeded, nested
+    sample (:func:`llmrec.samples.sample_records`, seed 0), the same records for every
+    system, so systems stay paired and a smaller cap's records lie inside a larger one's."""
     caps = [params.get("eval_limit")]
     if "beam" in preset:
         caps.append(params.get("beam_limit"))
     caps = [n for n in caps if n is not None]
-    return test.head(min(caps)) if caps else test
+    return sample_records(test, min(caps)) if caps else test
 
 
 #: The keys a model-independent chapter receives from the parameter file.

@@ -98,7 +98,10 @@ def test_beam_limit_caps_beam_passes_only():
     test = pd.DataFrame({"record_id": [f"r{i}" for i in range(10)]})
     p = validate({"beam_limit": 3})
     assert len(records_for(test, "greedy", p)) == 10
-    assert list(records_for(test, "beam4", p)["record_id"]) == ["r0", "r1", "r2"]  # the first: paired
+    beam = list(records_for(test, "beam4", p)["record_id"])
+    assert len(beam) == 3 and beam != ["r0", "r1", "r2"]  # a seeded sample, not the first N
+    assert beam == list(records_for(test.iloc[::-1], "beam4", p)["record_id"])[::-1]  # same records
+    assert set(records_for(test, "beam4", validate({"beam_limit": 2}))["record_id"]) < set(beam)
     p = validate({"beam_limit": 3, "eval_limit": 2})
     assert len(records_for(test, "beam4", p)) == 2 and len(records_for(test, "greedy", p)) == 2
     assert len(records_for(test, "beam4", validate({}))) == 10
