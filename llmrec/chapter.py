@@ -37,10 +37,11 @@ from llmrec.failures import FAILURE_COLUMNS, failure_frame
 from llmrec.generation import FreeGeneration
 from llmrec.matching import Catalog, get_matcher
 from llmrec.models import load_model, model_facts, pick_threads
-from llmrec.params import collect, common_params
+from llmrec.params import collect, common_params, records_for
 from llmrec.paths import in_repo, runs_dir
 from llmrec.recommenders import Recommender
 from llmrec.records import build_records, split_records
+from llmrec.samples import sample_label
 from llmrec.train import adapter_in, load_tuned
 
 #: The columns of a chapter's results table (those present).
@@ -130,9 +131,9 @@ class Chapter:
                        catalog=self.catalog)
 
     def test(self, split: str) -> pd.DataFrame:
-        """The test records of ``split``, capped by ``eval_limit`` (a smoke run)."""
-        test = self.split(split)["test"]
-        return test if self.P.get("eval_limit") is None else test.head(self.P["eval_limit"])
+        """The test records of ``split``: all of them, or the seeded sample of ``eval_limit``
+        (PROTOCOL.md section 4; :func:`llmrec.params.records_for`)."""
+        return records_for(self.split(split)["test"], "greedy", self.P)
 
     def adapter(self, split: str) -> Path | None:
         """Chapter 4's LoRA adapter of ``split`` in this run folder, or None before it ran."""
@@ -177,8 +178,11 @@ class Chapter:
         (``temporal-valid`` for a sweep on validation records). Returns ``(prediction rows,
         the saved metrics row)``."""
         split_name = saved_as or split
+        n_test = len(self.split(split)["test"])
+        sample = (sample_label(n_test, len(records)) if saved_as is None
+                  else f"{len(records)} records of {split_name}")
         rows, row = evaluate_and_save(system, records, self.task(split), self.run_dir, split_name,
-                                      extra)
+                                      {"sample": sample, **dict(extra or {})})
         self.rows.append(row)
         if not quiet:
             speed = row.get("prompts_per_second")

@@ -37,10 +37,11 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "dataset": ((str, type(None)), None, "null for the embedded ml-100k, else a MovieLens folder"),
     "seed": ((int,), 0, "seed for everything random"),
     "splits": ((list,), ["temporal", "blog"], "splits evaluated (temporal is primary)"),
-    "eval_limit": ((int, type(None)), None, "evaluate only the first N test records (smoke only)"),
+    "eval_limit": ((int, type(None)), None,
+                   "score a seeded sample of N test records (null: all; llmrec.samples)"),
     "beam_limit": ((int, type(None)), None,
-                   "beam-search passes (LoRA beam, constrained beam) score only the first N test "
-                   "records (null: all); the cpu profile's cost cap, stated in n_records"),
+                   "beam-search passes (LoRA beam, constrained beam) score a seeded sample of N "
+                   "test records, inside eval_limit's (null: all); a cost cap, stated in n_records"),
     "batch_size": ((int,), 16, "generation batch size"),
     "max_new_tokens": ((int,), 48, "generation budget per completion"),
     "presets": ((list,), ["greedy"], "decoding presets for zero- and few-shot"),

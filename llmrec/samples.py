@@ -43,7 +43,7 @@ def sample_ids(record_ids: Iterable[object], n: int | None, seed: int = SEED) ->
     return ranked if n is None else ranked[:max(0, n)]
 
 
-def sample_records(records: "pd.DataFrame", n: int | None, seed: int = SEED) -> "pd.DataFrame":
+def sample_records(records: pd.DataFrame, n: int | None, seed: int = SEED) -> pd.DataFrame:
     """A seeded random sample of ``n`` records (rows of a records frame, in the frame's
     own order); the whole frame when ``n`` is None or at least its length."""
     if n is not None and n < 0:

@@ -52,7 +52,8 @@ DEFINITIONS = {
 #: What the setting names mean.
 SETTINGS = {
     "baseline": "a non-LLM baseline fed the same 6 liked movies (chapter 5)",
-    "baseline/first-N": "the same baseline on the first N test records only",
+    "baseline/first-N, baseline/sample-N": "the same baseline on the first N test records (the "
+                                           "run shown) or a seeded sample of N only",
     "zero-shot/<preset>": "the blog's plain `=>` continuation prompt, untuned model (chapter 2)",
     "zero-shot-chat/<preset>": "the same request through the model's chat template",
     "few-shot-N/<preset>": "N worked examples from training records before the question (chapter 3)",

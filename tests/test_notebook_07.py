@@ -33,7 +33,8 @@ def test_notebook_07_writes_constrained_rerank_and_ablation_rows(tmp_path):
         assert None not in row["predicted_ids"]
         assert not set(row["predicted_ids"]) & set(row["input_ids"])  # inputs excluded
 
-    knn, knn_rows = load("item_knn", "baseline-first-8")
+    knn, knn_rows = load("item_knn", "baseline-sample-8")
+    assert knn["sample"] == metrics["sample"] == "sample-8/seed0"  # which records, in the row
     for method in ("likelihood", "letters"):
         m, r = load("tiny", f"rerank-itemknn20-{method}")
         assert m["n_records"] == 8 and m["hallucination_rate"] == 0.0
