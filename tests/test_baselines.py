@@ -287,9 +287,17 @@ def test_notebook_05_runs_and_its_numbers_recompute(tmp_path, ml100k):
     assert 0.01 < pop["map_at_4"] < 0.04
     assert pop["map_at_4_low"] < pop["map_at_4"] < pop["map_at_4_high"]
     assert table.loc[("random", "temporal"), "map_at_4"] < pop["map_at_4"]
-    again = recompute(pop.to_dict(), n_boot=1000)
-    for key in ("map_at_4", "map_at_4_low", "map_at_4_high", "ndcg_at_10", "coverage"):
-        assert again[key] == pytest.approx(pop[key])
+    for row in (pop, table.loc[("sasrec", "temporal")]):
+        again = recompute(row.to_dict(), n_boot=1000)
+        for key in ("map_at_4", "map_at_4_low", "map_at_4_high", "ndcg_at_10", "coverage"):
+            assert again[key] == pytest.approx(row[key])
+    # the strong baselines: above popularity, their validation choice in their row
+    for split in ("temporal", "blog"):
+        ease, sasrec = table.loc[("ease", split)], table.loc[("sasrec", split)]
+        assert ease["l2"] in EaseBaseline.l2_grid and 1 <= sasrec["epochs"] <= sasrec["epochs_run"]
+        for row in (ease, sasrec):
+            assert row["map_at_4"] > table.loc[("popularity", split), "map_at_4"]
+            assert 0 < row["valid_map_at_4"] < 1 and row["fit_seconds"] > 0
     matching = read_json(run_dir / "matching.json")
     acc = {r["matcher"]: r["accuracy"] for r in matching["test"]}
     assert acc["normalized"] > acc["levenshtein"]
