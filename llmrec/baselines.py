@@ -12,7 +12,11 @@ liked more often in training, then to the smaller id.
               ``"Title (Year) genres"`` texts
 ``als``       implicit-feedback ALS (Hu, Koren & Volinsky 2008) on training records as
               users; a record's 6 inputs are folded in with one least-squares step
+``ease``      EASE, the linear item-item model; its L2 weight chosen on validation
+``sasrec``    SASRec, the self-attentive sequential model; its epochs chosen on validation
 ============  ===================================================================
+
+The last two, the strong baselines, are RecBole's models: :mod:`llmrec.strong_baselines`.
 """
 
 from __future__ import annotations
@@ -30,23 +34,24 @@ from llmrec.matching import Catalog, embed_texts
 from llmrec.recommenders import Recommender, build, ranked_predictions, register
 from llmrec.records import item_popularity
 
-BASELINES = ["random", "popularity", "item_knn", "content", "als"]
+BASELINES = ["random", "popularity", "item_knn", "content", "als", "ease", "sasrec"]
 
 
 class Baseline(Recommender):
     """Scores every catalog item for a batch of input lists; ``recommend`` ranks them.
 
     As a :class:`~llmrec.recommenders.Recommender` its ``system`` is its name, its setting
-    ``baseline``, and :meth:`predict` gives each record's top ``k`` (10) items."""
+    ``baseline``, and :meth:`predict` gives each record's top ``k`` (10) items. A baseline
+    that makes a choice makes it on ``valid_records`` (the split's validation part)."""
 
     setting = "baseline"
 
     def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0,
-                 k: int = 10):
+                 k: int = 10, valid_records: pd.DataFrame | None = None):
         if len(train_records) == 0:
             raise LlmrecError(f"baseline {self.kind!r} needs training records; the split is empty")
         self.system = self.name = self.kind
-        self.seed, self.k = seed, k
+        self.seed, self.k, self.valid_records = seed, k, valid_records
         start = time.perf_counter()
         pop = item_popularity(train_records)
         ids = sorted(Catalog.from_movies(movies).item_ids)
@@ -118,7 +123,8 @@ class PopularityBaseline(Baseline):
         return np.broadcast_to(self.popularity, (len(input_lists), len(self.item_ids))).copy()
 
 
-def _train_matrix(b: Baseline, train_records: pd.DataFrame) -> sp.csr_matrix:
+def train_matrix(b: Baseline, train_records: pd.DataFrame) -> sp.csr_matrix:
+    """Training records as 0/1 rows of their 10 items, over ``b``'s catalog columns."""
     lists = [list(i) + list(t) for i, t in zip(train_records["input_ids"],
                                                train_records["target_ids"], strict=True)]
     x = b._input_matrix(lists)
@@ -129,7 +135,7 @@ def _train_matrix(b: Baseline, train_records: pd.DataFrame) -> sp.csr_matrix:
 @register("item_knn")
 class ItemKnnBaseline(Baseline):
     def fit(self, train_records, movies):
-        x = _train_matrix(self, train_records)
+        x = train_matrix(self, train_records)
         co = (x.T @ x).tocsr()
         norms = np.sqrt(co.diagonal())
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
@@ -165,7 +171,7 @@ class AlsBaseline(Baseline):
     factors, reg, alpha, iterations = 32, 0.1, 10.0, 10
 
     def fit(self, train_records, movies):
-        x = _train_matrix(self, train_records).tocsr()
+        x = train_matrix(self, train_records).tocsr()
         rng = np.random.default_rng(self.seed)
         n_items, f = x.shape[1], self.factors
         self.y = rng.normal(0, 0.01, size=(n_items, f))
@@ -203,8 +209,15 @@ class AlsBaseline(Baseline):
 
 
 def fit_baseline(name: str, train_records: pd.DataFrame, movies: pd.DataFrame,
-                 seed: int = 0) -> Baseline:
-    """Fit baseline ``name`` (one of :data:`BASELINES`) on training records."""
+                 seed: int = 0, valid_records: pd.DataFrame | None = None,
+                 **options: Any) -> Baseline:
+    """Fit baseline ``name`` (one of :data:`BASELINES`) on training records; ``ease`` and
+    ``sasrec`` make their choice on ``valid_records`` (or take it fixed in ``options``)."""
     if name not in BASELINES:
         raise LlmrecError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
-    return build(name, train_records=train_records, movies=movies, seed=seed)
+    return build(name, train_records=train_records, movies=movies, seed=seed,
+                 valid_records=valid_records, **options)
+
+
+# registers ease and sasrec; imported last, as it builds on Baseline
+from llmrec import strong_baselines  # noqa: E402,F401

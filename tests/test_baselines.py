@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.baselines import BASELINES, fit_baseline
+from llmrec.baselines import BASELINES, fit_baseline, train_matrix
 from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate
 from llmrec.matching import Catalog
 from llmrec.metrics import score
 from llmrec.records import build_records, item_popularity, split_records
+from llmrec.strong_baselines import EaseBaseline, validation_map
 
 
 def _movies(n=20):
@@ -33,15 +34,32 @@ def _records(lists):
     })
 
 
+def _clusters(n, seed):
+    rng = np.random.default_rng(seed)
+    return _records([((1 if r % 2 == 0 else 11) + rng.permutation(10)).tolist() for r in range(n)])
+
+
 @pytest.fixture(scope="module")
 def clusters():
     """Two taste clusters: items 1-10 liked together, items 11-20 liked together."""
-    rng = np.random.default_rng(0)
-    lists = []
-    for r in range(60):
-        base = 1 if r % 2 == 0 else 11
-        lists.append((base + rng.permutation(10)).tolist())
-    return _records(lists)
+    return _clusters(60, 0)
+
+
+@pytest.fixture(scope="module")
+def clusters_valid():
+    """Validation records of the same two tastes."""
+    return _clusters(20, 1)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: the machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_item_popularity_counts_inputs_and_targets():
@@ -70,12 +88,55 @@ def test_item_knn_hand_computed():
     assert recs == [7, 8, 9, 10]  # the items of the same taste, not the inputs
 
 
-@pytest.mark.parametrize("name", ["item_knn", "als"])
-def test_collaborative_baselines_follow_taste(clusters, name):
-    b = fit_baseline(name, clusters, _movies(), seed=0)
+@pytest.mark.parametrize("name", ["item_knn", "als", "ease", "sasrec"])
+def test_collaborative_baselines_follow_taste(clusters, clusters_valid, one_thread, name):
+    b = fit_baseline(name, clusters, _movies(), seed=0, valid_records=clusters_valid)
     recs = b.recommend_many([[1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16]], 4)
     assert set(recs[0]) == {7, 8, 9, 10}
     assert set(recs[1]) == {17, 18, 19, 20}
+
+
+def test_ease_is_the_closed_form_with_its_l2_chosen_on_validation(clusters, clusters_valid):
+    b = fit_baseline("ease", clusters, _movies(), valid_records=clusters_valid)
+    assert b.l2 in b.l2_grid and set(b.valid_maps) == set(b.l2_grid)
+    assert b.valid_map == max(b.valid_maps.values()) == b.settings()["valid_map_at_4"]
+    assert b.settings()["l2"] == b.l2
+    x = train_matrix(b, clusters).toarray()
+    p = np.linalg.inv(x.T @ x + b.l2 * np.eye(x.shape[1]))
+    expected = np.eye(x.shape[1]) - p / np.diag(p)  # B = I - P diag(1 / diag P)
+    np.testing.assert_allclose(b.b, expected, atol=1e-5)
+    assert np.all(np.diag(b.b) == 0)
+    fixed = fit_baseline("ease", clusters, _movies(), l2=7.0)  # a fixed weight needs no validation
+    assert fixed.l2 == 7.0 and fixed.settings()["valid_map_at_4"] is None
+
+
+def _cycle(n, seed):
+    """Likes in a fixed order: item i is always followed by item i + 1 (20 wraps to 1)."""
+    starts = np.random.default_rng(seed).integers(0, 20, n)
+    return _records([[(s + j) % 20 + 1 for j in range(10)] for s in starts])
+
+
+def test_sasrec_learns_the_order_the_order_blind_baselines_cannot(one_thread):
+    train, valid = _cycle(200, 0), _cycle(40, 1)
+    every_start = _records([[(s + j) % 20 + 1 for j in range(10)] for s in range(20)])
+    b = fit_baseline("sasrec", train, _movies(), valid_records=valid)
+    assert validation_map(b, every_start) > 0.8
+    # the same items before and after the inputs are equally "co-liked": order-blind models
+    # cannot tell which come next
+    for name in ("item_knn", "ease"):
+        order_blind = fit_baseline(name, train, _movies(), valid_records=valid)
+        assert validation_map(order_blind, every_start) < 0.5
+    # early stopping kept the best validation epoch and says so
+    s = b.settings()
+    assert 1 <= s["epochs"] <= s["epochs_run"] <= b.max_epochs
+    assert s["epochs_run"] == b.max_epochs or s["epochs_run"] - s["epochs"] == b.patience
+    assert s["valid_map_at_4"] == max(b.valid_maps) == b.valid_maps[s["epochs"] - 1]
+    # seeded: the same fit gives the same lists; a fixed number of epochs needs no validation
+    again = fit_baseline("sasrec", train, _movies(), epochs=3)
+    queries = every_start["input_ids"]
+    assert again.recommend_many(queries, 10) == fit_baseline(
+        "sasrec", train, _movies(), epochs=3).recommend_many(queries, 10)
+    assert again.settings()["epochs"] == 3 and again.settings()["valid_map_at_4"] is None
 
 
 def test_random_is_seeded_and_valid(clusters):
@@ -101,6 +162,11 @@ def test_bad_input(clusters):
         fit_baseline("popularity", clusters.iloc[:0], _movies())
     with pytest.raises(ValueError):
         fit_baseline("popularity", clusters, _movies()).recommend([1], 0)
+    for name, what in (("ease", "L2 weight"), ("sasrec", "epochs")):
+        with pytest.raises(LlmrecError, match=f"{what} on validation records"):
+            fit_baseline(name, clusters, _movies())
+    with pytest.raises(LlmrecError, match="at least one epoch"):
+        fit_baseline("sasrec", clusters, _movies(), epochs=0)
 
 
 def test_ml100k_temporal_ordering_and_speed(ml100k):
@@ -124,8 +190,27 @@ def test_ml100k_temporal_ordering_and_speed(ml100k):
     assert maps["random"] < 0.01 < maps["popularity"] < maps["item_knn"] < 0.1
 
 
+def test_ml100k_temporal_strong_baselines_beat_popularity(ml100k, one_thread):
+    parts = split_records(build_records(ml100k.ratings), "temporal")
+    task = Task.of(ml100k.movies, parts["train"])
+    pop = evaluate(fit_baseline("popularity", parts["train"], ml100k.movies), parts["test"], task)
+    # EASE as the report fits it (L2 weight on validation); SASRec for a fixed 8 epochs (its
+    # early stopping runs in the hand-made test above), to stay fast
+    for name, options in (("ease", {}), ("sasrec", {"epochs": 8})):
+        start = time.perf_counter()
+        b = fit_baseline(name, parts["train"], ml100k.movies, valid_records=parts["valid"],
+                         **options)
+        rows, metrics = evaluate(b, parts["test"], task)
+        assert time.perf_counter() - start < 60
+        assert metrics["n_records"] == 897 and metrics["input_rate"] == 0.0
+        assert all(len(r["predicted_ids"]) == 10 for r in rows)
+        assert metrics["map_at_4"] > pop[1]["map_at_4"]
+        assert metrics["fit_seconds"] > 0
+    assert metrics["epochs"] == 8
+
+
 def test_baselines_list():
-    assert BASELINES == ["random", "popularity", "item_knn", "content", "als"]
+    assert BASELINES == ["random", "popularity", "item_knn", "content", "als", "ease", "sasrec"]
 
 
 # ----------------------------------------------------------------------------- results table
@@ -202,9 +287,17 @@ def test_notebook_05_runs_and_its_numbers_recompute(tmp_path, ml100k):
     assert 0.01 < pop["map_at_4"] < 0.04
     assert pop["map_at_4_low"] < pop["map_at_4"] < pop["map_at_4_high"]
     assert table.loc[("random", "temporal"), "map_at_4"] < pop["map_at_4"]
-    again = recompute(pop.to_dict(), n_boot=1000)
-    for key in ("map_at_4", "map_at_4_low", "map_at_4_high", "ndcg_at_10", "coverage"):
-        assert again[key] == pytest.approx(pop[key])
+    for row in (pop, table.loc[("sasrec", "temporal")]):
+        again = recompute(row.to_dict(), n_boot=1000)
+        for key in ("map_at_4", "map_at_4_low", "map_at_4_high", "ndcg_at_10", "coverage"):
+            assert again[key] == pytest.approx(row[key])
+    # the strong baselines: above popularity, their validation choice in their row
+    for split in ("temporal", "blog"):
+        ease, sasrec = table.loc[("ease", split)], table.loc[("sasrec", split)]
+        assert ease["l2"] in EaseBaseline.l2_grid and 1 <= sasrec["epochs"] <= sasrec["epochs_run"]
+        for row in (ease, sasrec):
+            assert row["map_at_4"] > table.loc[("popularity", split), "map_at_4"]
+            assert 0 < row["valid_map_at_4"] < 1 and row["fit_seconds"] > 0
     matching = read_json(run_dir / "matching.json")
     acc = {r["matcher"]: r["accuracy"] for r in matching["test"]}
     assert acc["normalized"] > acc["levenshtein"]
