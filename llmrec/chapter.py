@@ -55,7 +55,7 @@ PREVIEW = ("Quick preview: {model} on a seeded sample of {n} test records and a 
            "(params/smollm2-135m.yaml, params/gemma3-270m.yaml), with the executed chapters in "
            "reports/notebooks/.")
 #: The baselines drawn as reference lines on a chapter's MAP figure.
-REFERENCES = ("popularity", "item_knn", "als")
+REFERENCES = ("popularity", "item_knn", "als", "ease", "sasrec")
 
 
 class Chapter:
