@@ -46,7 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.artifacts import read_json, write_json
+from llmrec.data import load_movielens
 from llmrec.errors import LlmrecError
+from llmrec.models import load_model
+from llmrec.paths import runs_dir
+from llmrec.prompts import alpaca_parts
+from llmrec.records import build_records, split_records, to_alpaca
 
 IGNORE_INDEX = -100
 RESULT_FILE = "train_result.json"
@@ -215,8 +220,6 @@ def training_pairs(examples: Sequence[Mapping[str, Any]]) -> list[dict[str, str]
     (ending with the response header, exactly what ``alpaca_prompt`` gives at evaluation),
     the answer the target titles joined by `` => ``. Pairs pass through.
     """
-    from llmrec.prompts import alpaca_parts
-
     pairs = []
     for ex in examples:
         if "prompt" in ex and "answer" in ex:
@@ -370,8 +373,6 @@ def load_tuned(model_name: str, adapter_dir: str | Path, dtype: str = "auto",
     """
     from peft import PeftModel
 
-    from llmrec.models import load_model
-
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise LlmrecError(f"no trained adapter in {adapter_dir}; run `python -m llmrec train` first")
@@ -514,8 +515,6 @@ def train_lora(
     from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
-
-    from llmrec.models import load_model
 
     config = config or config_for("full")
     out_dir = Path(out_dir)
@@ -757,9 +756,6 @@ def adapter_in(run_dir: str | Path, split: str) -> Path | None:
 
 def split_examples(params: Mapping[str, Any], split: str) -> tuple[list[dict], list[dict], list[dict]]:
     """Alpaca examples ``(train, valid, test)`` of ``split`` for a parameter set."""
-    from llmrec.data import load_movielens
-    from llmrec.records import build_records, split_records, to_alpaca
-
     ml = load_movielens(params.get("dataset"))
     parts = split_records(build_records(ml.ratings), split, seed=params.get("seed", 0))
     return tuple(to_alpaca(parts[name], ml.movies) for name in ("train", "valid", "test"))
@@ -774,8 +770,8 @@ def lora_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cli_train(args: Any) -> int:
+    # not at the top: llmrec.params imports this module (its profiles check a file's lora)
     from llmrec.params import SCHEMA, load_params
-    from llmrec.paths import runs_dir
 
     params = load_params(args.params)
     profile = args.profile or params["profile"]
