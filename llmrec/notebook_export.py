@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from llmrec.artifacts import atomic_write_text
 
 #: Output formats kept, in order of preference (the first one present wins, plus PNG).
@@ -88,6 +86,10 @@ def chapter_index(notebooks_root: Path, relative_to: Path) -> str:
 
 def export_notebook(src: str | Path, dst: str | Path, max_lines: int = MAX_LINES) -> Path:
     """Write the executed notebook ``src`` to ``dst`` slimmed for reading (module docstring)."""
+    # nbformat (with its JSON-schema validator) takes seconds to import: only when exporting,
+    # not for every `python -m llmrec` command that imports the results module
+    import nbformat
+
     nb = nbformat.read(str(src), as_version=4)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
