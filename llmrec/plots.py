@@ -250,9 +250,11 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
         low, high = _errors(ours)
         ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
                     ecolor="black", capsize=3, lw=1)
-    for _, r in baselines.iterrows():  # baselines have no size: a dashed level each
-        ax.axhline(r["map_at_4"], ls="--", lw=0.8, color="#2ca02c")
-        ax.annotate(f"{r['system']} (baseline)", (0.01, r["map_at_4"]), xycoords=("axes fraction", "data"),
+    groups = baselines.groupby(baselines["map_at_4"].round(3))  # equal levels share a label
+    levels = zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join), strict=True)
+    for level, names in levels:  # baselines have no size: a dashed level each
+        ax.axhline(level, ls="--", lw=0.8, color="#2ca02c")
+        ax.annotate(f"{names} (baseline)", (0.01, level), xycoords=("axes fraction", "data"),
                     fontsize=7, color="#2ca02c", xytext=(0, 2), textcoords="offset points")
     if not len(ours):
         ax.text(0.5, 0.5, "none of our models with a known size has results yet",
