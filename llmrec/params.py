@@ -174,6 +174,8 @@ def collect(namespace: Mapping[str, Any]) -> dict[str, Any]:
     if namespace.get("params_file"):
         base = load_params(in_repo(namespace["params_file"]))
     own = {k: namespace[k] for k in SCHEMA if k in namespace}
+    if own.get("profile", base.get("profile")) != base.get("profile"):
+        base.pop("lora", None)  # the file's lora block is its own profile's, not the one asked for
     params = validate({**base, **own}, source="notebook parameters")
     params["run_dir"] = str(in_repo(params["run_dir"]))  # the repository's, wherever opened
     return params

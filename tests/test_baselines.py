@@ -240,7 +240,9 @@ def test_results_collect_write_upsert_recompute(tmp_path):
     assert set(csv["system"]) == {"popularity", "random"}
     md = (out / "results.md").read_text()
     m4 = (1 + 2 / 3) / 4 / 2
-    assert f"{m4:.3f} [" in md and md.count("\n") == 4
+    table = md[md.index("| system |"):]  # after the column and setting definitions
+    assert "`hallucination_rate`:" in md and "`zero-shot-chat/<preset>`:" in md
+    assert f"{m4:.3f} [" in table and table.count("\n") == 4
     # upsert: a newer row with the same key replaces the old one, other rows stay
     newer = df[df["system"] == "random"].assign(map_at_4=0.5)
     write_results(newer, out)
