@@ -25,6 +25,7 @@ after that length).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -35,11 +36,15 @@ from typing import Any
 from llmrec.decoding import preset_kwargs
 from llmrec.errors import LlmrecError
 from llmrec.formats import SEPARATOR, title_map, titles_for
+from llmrec.heads import catalog_token_ids, restricted_head
 from llmrec.matching import Catalog
 from llmrec.parsing import parse_completion
 from llmrec.prompts import build_prompts
 from llmrec.recommenders import Recommender, register
 from llmrec.tokens import continuation_ids, decode
+
+#: LM heads of :func:`constrained_generate` (see there).
+CONSTRAINED_HEADS = ("auto", "full", "catalog")
 
 
 class _Node:
@@ -252,6 +257,7 @@ def constrained_generate(
     seed: int = 0,
     progress: bool = True,
     stats: dict[str, float] | None = None,
+    head: str = "auto",
 ) -> list[str]:
     """Complete each prompt with ``n_titles`` catalog titles joined by the separator.
 
@@ -261,6 +267,13 @@ def constrained_generate(
     stripped); it parses into exact catalog titles only. A ``stats`` dict, when given,
     receives ``seconds`` (all), ``constraint_seconds`` (inside the logits processor),
     ``steps`` (generation steps) and ``new_tokens`` (tokens kept in the completions).
+
+    ``head``: ``"full"`` computes the logits of the whole vocabulary at each step;
+    ``"catalog"`` only those of the tokens the trees use (and eos, :func:`llmrec.heads.
+    restricted_head`), every other token ``-inf``. Greedy decoding picks the same tokens
+    either way (the mask allows only catalog tokens); beam search ranks beams by
+    log-probabilities, which ``"catalog"`` normalises over the catalog's tokens only: a
+    different setting. ``"auto"``: ``"catalog"`` for greedy decoding, else ``"full"``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -272,6 +285,11 @@ def constrained_generate(
         raise LlmrecError(f"exclude has {len(exclude)} entries for {len(prompts)} prompts; give one per prompt")
     kwargs = _generate_kwargs(preset)
     num_beams = int(kwargs.get("num_beams", 1) or 1)
+    if head not in CONSTRAINED_HEADS:
+        raise LlmrecError(f"unknown head {head!r}; use one of {', '.join(CONSTRAINED_HEADS)}")
+    greedy = num_beams == 1 and not kwargs.get("do_sample")
+    restrict_to = catalog_token_ids(trie) if head == "catalog" or head == "auto" and greedy else None
+    restrict = contextlib.ExitStack()
     budget = max_new_tokens or trie.max_tokens(n_titles)
     index = trie.index
     excl = [frozenset(index[t] for t in (exclude[i] if exclude else ()) if t in index)
@@ -289,6 +307,8 @@ def constrained_generate(
     started = time.perf_counter()
     spent, steps, kept = 0.0, 0, 0
     try:
+        if restrict_to is not None:  # strict: where the setting's beams depend on it
+            restrict.enter_context(restricted_head(model, restrict_to, strict=not greedy))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for n, batch in enumerate(tqdm(batches, desc="constrained generation", disable=not progress)):
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
@@ -317,6 +337,7 @@ def constrained_generate(
                                   "returning the catalog titles", stacklevel=2)
                 out[i] = canonical
     finally:
+        restrict.close()
         tokenizer.padding_side = pad_side
         model.train(was_training)
     if stats is not None:

@@ -15,10 +15,11 @@ the raw continuations (prompt removed).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llmrec.errors import LlmrecError
+from llmrec.heads import ScreenedArgmax, hidden_states
 from llmrec.parsing import complete_titles
 
 #: Named decoding settings (kwargs of ``model.generate``).
@@ -28,6 +29,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sample": {"do_sample": True, "num_beams": 1, "temperature": 0.7, "top_p": 0.9, "top_k": 50,
                "repetition_penalty": 1.1},
 }
+
+#: LM heads :func:`generate` can decode with ("screened": greedy only; "auto": "screened"
+#: where it applies, else "full").
+HEADS = ("auto", "full", "screened")
+#: Rows a compacted greedy batch keeps at least (see :func:`generate`).
+MIN_ROWS = 16
 
 _HARD_STOP = re.compile(r"###|```|\n\s*(def |class |import |from \S+ import |print\(|Input:|"
                         r"Output:|Instruction:|Response:|Movies I liked:)")
@@ -137,6 +144,9 @@ def generate(
     early_stop: bool = True,
     progress: bool = True,
     prefix_cache: bool = True,
+    compact: bool = True,
+    min_rows: int = MIN_ROWS,
+    head: str = "auto",
     **overrides: Any,
 ) -> list[str]:
     """Generate one continuation per prompt (same order as ``prompts``), raw text only.
@@ -154,6 +164,17 @@ def generate(
     model once and every batch starts from a copy of its KV cache (``[prefix][pads][own
     tokens]``, pads masked, positions as without the cache). Same tokens in, same
     completions out up to float rounding; few-shot prefill drops by the examples' share.
+
+    ``compact`` (greedy only): a row whose list has ended leaves the batch, so it costs
+    no more decoding steps (:func:`greedy_rows`); the batch never shrinks below
+    ``min_rows`` rows (or its own size), finished rows kept as ballast, because on a CPU
+    the matrix kernels round differently below 16 rows (measured: 1, 2-15 and 16+ rows
+    are three classes), and a row's tokens then stay those of ``model.generate``, which
+    ``compact=False`` runs (the naive way). ``head="screened"`` (greedy with
+    ``compact``) computes the LM head in bfloat16 and only the top candidates in float32
+    (:class:`llmrec.heads.ScreenedArgmax`): the same argmax at a third of the head's cost.
+    ``head="auto"`` screens where it can (greedy, ``compact``, a plain float32 head);
+    ``"full"`` never does. ``compact=False, head="full"`` is the naive way.
     """
     import torch
     from tqdm.auto import tqdm
@@ -164,6 +185,12 @@ def generate(
     kwargs = preset_kwargs(preset, **overrides)
     if batch_size < 1:
         raise LlmrecError(f"batch_size must be >= 1, got {batch_size}")
+    greedy = kwargs == PRESETS["greedy"]
+    if head not in HEADS:
+        raise LlmrecError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
+    if head == "screened" and not (greedy and compact):
+        raise LlmrecError("head 'screened' gives the argmax only; use it with preset 'greedy', "
+                          "no overrides and compact=True")
     prompts = list(prompts)
     if not prompts:
         return []
@@ -177,6 +204,9 @@ def generate(
                disable=not progress, leave=False)
     split = prefix_split(tokenizer, prompts) if prefix_cache and len(prompts) > 1 else None
     with torch.inference_mode():
+        # the same tokens either way: a head that cannot be screened is computed in full
+        screen = head == "screened" or head == "auto" and greedy and compact
+        pick = ScreenedArgmax(model) if screen and ScreenedArgmax.applies(model) else None
         prefix_state = None
         if split is not None:
             prefix_ids = torch.tensor([split[0]], device=device)
@@ -191,17 +221,118 @@ def generate(
                 enc = _with_prefix(split, idx, pad_id, device, prefix_state,
                                    int(kwargs.get("num_beams", 1) or 1))
             prompt_len = enc["input_ids"].shape[1]
-            extra: dict[str, Any] = {}
-            if early_stop:
-                extra["stopping_criteria"] = _stopping_list(tokenizer, prompt_len, stop_after_titles)
             torch.manual_seed(seed + start)
-            seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
-                                  use_cache=True, **kwargs, **extra)
-            texts = tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
+            if greedy and compact:
+                done = (lambda toks: list_finished(tokenizer.decode(toks, skip_special_tokens=True),
+                                                   stop_after_titles)) if early_stop else None
+                rows = greedy_rows(model, enc, max_new_tokens, eos_ids(model, tokenizer), pad_id,
+                                   finished=done, min_rows=min_rows, pick=pick)
+                texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+            else:
+                extra: dict[str, Any] = {}
+                if early_stop:
+                    extra["stopping_criteria"] = _stopping_list(tokenizer, prompt_len, stop_after_titles)
+                seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                                      use_cache=True, **kwargs, **extra)
+                texts = tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
             for i, text in zip(idx, texts, strict=True):
                 out[i] = text
             bar.update(len(idx))
     bar.close()
+    return out
+
+
+def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The token ids that end a sequence for ``model.generate`` (its generation config's
+    ``eos_token_id``, an int or a list; else the tokenizer's)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return frozenset()
+    return frozenset(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+
+
+def greedy_rows(
+    model: Any,
+    enc: dict[str, Any],
+    max_new_tokens: int,
+    eos: frozenset[int],
+    pad_id: int,
+    finished: Callable[[list[int]], bool] | None = None,
+    min_rows: int = MIN_ROWS,
+    pick: Callable[[Any], Any] | None = None,
+) -> list[list[int]]:
+    """Greedy decoding of one left-padded batch, the finished rows dropped as it goes.
+
+    ``enc``: ``input_ids``, ``attention_mask`` and optionally ``cache`` (a prefix's KV
+    cache, one row per prompt, whose length the inputs' first columns repeat). Each
+    step feeds every unfinished row its last token with the cache, the mask and the
+    positions exactly as ``model.generate`` builds them (positions count the unmasked
+    tokens); a row ends at an eos token, at ``max_new_tokens``, or when
+    ``finished(tokens)`` says so, and leaves the batch (its cache rows, mask and
+    positions are dropped) unless fewer than ``min_rows`` rows would remain; such
+    finished rows stay as ballast fed the pad token, as ``model.generate`` feeds them.
+    Returns each row's new tokens, the ending token included. ``pick``: a function from
+    the last hidden states (rows, hidden) to the chosen tokens (e.g. a
+    :class:`llmrec.heads.ScreenedArgmax`) instead of the argmax of the model's logits.
+
+    Written by hand because ``model.generate`` keeps every row until the last one
+    ends: 12 to 23% of its row-steps decode rows that have already finished. (A step's
+    cost falls less than its rows do, so dropping them saves about a tenth, measured by
+    ``benchmarks/bench_fast_paths.py``.)
+    """
+    import torch
+    from transformers import DynamicCache
+
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    cache = enc.get("cache")
+    if cache is None:
+        cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    past = cache.get_seq_length()
+    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    n = ids.shape[0]
+    floor = min(n, max(1, min_rows))
+    out: list[list[int]] = [[] for _ in range(n)]
+    ended = [False] * n
+    rows = list(range(n))  # the original row of each batch row
+
+    def step_tokens(**inputs) -> list[int]:
+        if pick is None:
+            logits = model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits
+            return logits[:, -1].float().argmax(dim=-1).tolist()
+        hidden, _ = hidden_states(model, **inputs, cache=cache, use_cache=True)
+        return pick(hidden[:, -1]).tolist()
+
+    chosen = step_tokens(input_ids=ids[:, past:], attention_mask=mask, position_ids=pos[:, past:])
+    last = pos[:, -1]
+    for step in range(max_new_tokens):
+        feed = []
+        for b, r in enumerate(rows):
+            if ended[r]:
+                feed.append(pad_id)
+                continue
+            tok = chosen[b]
+            out[r].append(tok)
+            feed.append(tok)
+            if tok in eos or (finished is not None and finished(out[r])):
+                ended[r] = True
+        live = [b for b, r in enumerate(rows) if not ended[r]]
+        if not live or step == max_new_tokens - 1:
+            break
+        if len(live) < len(rows):
+            ballast = [b for b, r in enumerate(rows) if ended[r]][:max(0, floor - len(live))]
+            keep = sorted(live + ballast)
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                mask, last = mask[index], last[index]
+                rows = [rows[b] for b in keep]
+                feed = [feed[b] for b in keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        last = last + 1
+        chosen = step_tokens(input_ids=torch.tensor(feed, device=mask.device)[:, None],
+                             attention_mask=mask, position_ids=last[:, None])
     return out
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from llmrec.errors import LlmrecError
 from llmrec.formats import join_titles, title_map, titles_for
+from llmrec.heads import head_logits, hidden_states
 from llmrec.prompts import build_prompts, load_template
 from llmrec.recommenders import Recommender, ranked_predictions, register
 from llmrec.tokens import continuation_ids
@@ -68,12 +69,15 @@ def rerank_likelihood(
     reduction: str = "mean",
     anchor: str = "\n",
     progress: bool = True,
+    full_head: bool = False,
 ) -> list[list[float]]:
     """Per prompt, the log-likelihood of each candidate title as the prompt's continuation.
 
     ``candidate_titles[i]`` are prompt ``i``'s candidates (tokenized as they would follow
     ``anchor``, the prompt's last character). ``batch_size`` candidates go through one
-    forward pass that reuses the prompt's cache. Returns scores in candidate order.
+    forward pass that reuses the prompt's cache; the LM head runs only where a candidate
+    token is predicted (``full_head=True``: at every position of the pass, the naive way;
+    the same scores). Returns scores in candidate order.
     """
     import torch
     from tqdm.auto import tqdm
@@ -107,17 +111,38 @@ def rerank_likelihood(
                     ids[r, :len(c)] = torch.tensor(c, device=device)
                 mask = torch.ones((len(chunk), enc["input_ids"].shape[1] + width), dtype=torch.long,
                                   device=device)
-                logits = model(input_ids=ids, attention_mask=mask, cache=cache,
-                               use_cache=True).logits
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                for r, c in enumerate(chunk):
-                    total = float(first[c[0]])
-                    if len(c) > 1:
-                        tail = torch.tensor(c[1:], device=device)
-                        total += float(logp[r, torch.arange(len(c) - 1, device=device), tail].sum())
+                if full_head:  # the naive way: logits at every position, pads and last ones too
+                    logits = model(input_ids=ids, attention_mask=mask, cache=cache,
+                                   use_cache=True).logits
+                    logp = torch.log_softmax(logits.float(), dim=-1)
+                    tails = [logp[r, torch.arange(len(c) - 1, device=device),
+                                  torch.tensor(c[1:], device=device)] for r, c in enumerate(chunk)]
+                else:
+                    tails = _tail_logps(model, ids, mask, cache, chunk)
+                for c, tail in zip(chunk, tails, strict=True):
+                    total = float(first[c[0]]) + (float(tail.sum()) if len(c) > 1 else 0.0)
                     record.append(total / len(c) if reduction == "mean" else total)
             scores.append(record)
     return scores
+
+
+def _tail_logps(model, ids, mask, cache, chunk):
+    """Per candidate, the log-probabilities of its tokens after the first: the decoder runs
+    over the whole chunk, the LM head (and the log-softmax over the vocabulary) only at the
+    positions that predict a candidate token, not at pads or after a candidate's end."""
+    import torch
+
+    hidden, _ = hidden_states(model, input_ids=ids, attention_mask=mask, cache=cache, use_cache=True)
+    rows = [r for r, c in enumerate(chunk) for _ in range(len(c) - 1)]
+    cols = [p for c in chunk for p in range(len(c) - 1)]
+    if not rows:
+        return [hidden.new_zeros(0) for _ in chunk]
+    device = hidden.device
+    picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+    logp = torch.log_softmax(head_logits(model, picked).float(), dim=-1)
+    targets = torch.tensor([t for c in chunk for t in c[1:]], device=device)
+    values = logp[torch.arange(len(rows), device=device), targets]
+    return list(values.split([len(c) - 1 for c in chunk]))
 
 
 def letter_token_ids(tokenizer, n: int) -> list[int]:

@@ -1,0 +1,295 @@
+"""Fast evaluation paths give the naive paths' outputs: greedy with finished rows dropped,
+the bfloat16-screened LM head, the catalog-restricted head, the likelihood head only
+where a token is scored (tiny model; random weights redrawn large so that every row
+says something different and rows end at different steps)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+
+from llmrec.constrained import CatalogTrie, constrained_generate
+from llmrec.decoding import eos_ids, generate, greedy_rows
+from llmrec.errors import LlmrecError
+from llmrec.heads import (
+    ScreenedArgmax,
+    _screen_threshold,
+    catalog_token_ids,
+    head_logits,
+    hidden_states,
+    restricted_head,
+)
+from llmrec.prompts import alpaca_prompt
+from llmrec.rerank import rerank_likelihood
+
+TITLES = ["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)", "Contact (1997)", "Scream (1996)",
+          "Liar Liar (1997)", "Titanic (1997)", "Air Force One (1997)", "Godfather, The (1972)"]
+PROMPTS = [f"Movies I liked: {a} => {b}\nRecommend 4 similar movies, separated by =>:\n"
+           for a in TITLES for b in TITLES[:3]][:24]
+
+
+@pytest.fixture(scope="module")
+def chaotic(tiny_model_dir):
+    """The tiny model with its weights redrawn (std 0.3): varied, confident outputs."""
+    import torch
+
+    from llmrec.models import load_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, tok = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.normal_(0.0, 0.3)
+    yield model, tok
+    torch.set_num_threads(threads)
+
+
+def _hf_tokens(model, tok, prompts, n):
+    import torch
+
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        seqs = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    return enc, seqs[:, enc["input_ids"].shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("min_rows", [1, 3, 16])
+def test_greedy_rows_drop_finished_rows_and_keep_tokens(chaotic, min_rows):
+    """Rows end at different steps (a rule on their own tokens); each keeps HF's tokens."""
+    import torch
+
+    model, tok = chaotic
+    prompts = PROMPTS[:10]
+    enc, ref = _hf_tokens(model, tok, prompts, 16)
+    assert len({tuple(r) for r in ref}) == len(ref)  # every row different
+    ends = lambda toks: len(toks) >= 2 + toks[0] % 13  # noqa: E731 - a row-specific length
+    with torch.inference_mode():
+        rows = greedy_rows(model, dict(enc), 16, frozenset(), tok.pad_token_id, finished=ends,
+                           min_rows=min_rows)
+    want = [r[:min(16, 2 + r[0] % 13)] for r in ref]
+    assert rows == want
+    assert len({len(r) for r in rows}) > 3  # the rows did end at different steps
+
+
+def test_greedy_rows_stop_at_eos(chaotic):
+    import torch
+
+    model, tok = chaotic
+    enc, ref = _hf_tokens(model, tok, PROMPTS[:6], 12)
+    eos = frozenset({ref[0][3], ref[2][5]})  # pretend two of the chosen tokens end a sequence
+    with torch.inference_mode():
+        rows = greedy_rows(model, dict(enc), 12, eos, tok.pad_token_id, min_rows=1)
+    for got, full in zip(rows, ref, strict=True):
+        cut = next((i + 1 for i, t in enumerate(full) if t in eos), len(full))
+        assert got == full[:cut]
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 24])
+def test_compact_generate_equals_model_generate(chaotic, batch_size):
+    model, tok = chaotic
+    common = dict(batch_size=batch_size, max_new_tokens=20, stop_after_titles=4, progress=False)
+    naive = generate(model, tok, PROMPTS, "greedy", compact=False, head="full", **common)
+    assert generate(model, tok, PROMPTS, "greedy", head="full", **common) == naive
+    assert generate(model, tok, PROMPTS, "greedy", min_rows=1, head="full", **common) == naive
+    with warnings.catch_warnings():  # a fallback to the float32 head would pass unseen
+        warnings.filterwarnings("error", message="bfloat16 screening")
+        assert generate(model, tok, PROMPTS, "greedy", head="screened", **common) == naive
+    assert len(set(naive)) > len(PROMPTS) // 2
+
+
+def test_compact_generate_with_a_cached_prefix(chaotic):
+    """Prompts sharing 32+ tokens of lines: the prefix's KV cache seeds every batch."""
+    from llmrec.decoding import prefix_split
+
+    model, tok = chaotic
+    header = "### Instruction:\n" + "Recommend movies => like these => ones\n" * 6
+    prompts = [header + p for p in PROMPTS[:9]]
+    assert prefix_split(tok, prompts) is not None
+    common = dict(batch_size=4, max_new_tokens=12, stop_after_titles=4, progress=False)
+    assert (generate(model, tok, prompts, "greedy", **common)
+            == generate(model, tok, prompts, "greedy", compact=False, **common))
+
+
+def test_generate_head_settings_are_checked(chaotic):
+    model, tok = chaotic
+    with pytest.raises(LlmrecError, match="unknown head"):
+        generate(model, tok, PROMPTS[:1], head="int8", progress=False)
+    with pytest.raises(LlmrecError, match="greedy"):
+        generate(model, tok, PROMPTS[:1], "beam4", head="screened", progress=False)
+    with pytest.raises(LlmrecError, match="compact"):
+        generate(model, tok, PROMPTS[:1], head="screened", compact=False, progress=False)
+    assert eos_ids(model, tok) == {tok.eos_token_id}
+
+
+def test_screened_argmax_is_the_float32_argmax(chaotic):
+    import torch
+
+    model, _ = chaotic
+    head = model.get_output_embeddings()
+    torch.manual_seed(0)
+    hidden = torch.randn(40, head.in_features) * 3
+    full = torch.nn.functional.linear(hidden, head.weight).argmax(-1)
+    screen = ScreenedArgmax(model)
+    assert torch.equal(screen(hidden), full)  # the first call checks the bound too
+    assert torch.equal(screen(hidden[:7]), full[:7])
+    refine = ScreenedArgmax(model, refine_above=0)  # the per-token narrowing path
+    assert torch.equal(refine(hidden), full)
+    unchecked = ScreenedArgmax(model, check=False)
+    assert torch.equal(unchecked(hidden), full)
+    assert screen.ok and refine.ok  # no fallback to the float32 head
+    assert 0 < screen.stats["candidates"] < 2 * head.out_features  # it did screen
+    assert refine.stats["candidates"] <= screen.stats["candidates"]
+
+
+def test_screened_argmax_falls_back_when_the_bound_breaks(chaotic, monkeypatch):
+    import torch
+
+    from llmrec import heads
+
+    model, _ = chaotic
+    monkeypatch.setattr(heads, "BF16_U", 0.0)  # a bound of zero: bfloat16 rounding breaks it
+    torch.manual_seed(0)
+    hidden = torch.randn(8, model.get_output_embeddings().in_features) * 3
+    screen = ScreenedArgmax(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = screen(hidden)
+    assert not screen.ok and any("bound" in str(w.message) for w in caught)
+    assert torch.equal(got, torch.nn.functional.linear(hidden, model.get_output_embeddings().weight).argmax(-1))
+
+
+def test_screen_threshold_never_drops_a_near_tie():
+    """Two tokens a rounding apart: both stay candidates."""
+    import torch
+
+    weight = torch.randn(1000, 64)
+    weight[1] = weight[0] * (1 + 1e-6)
+    hidden = weight[0:1] * 50  # token 0 and 1 lead, almost tied
+    approx = torch.nn.functional.linear(hidden.bfloat16(), weight.bfloat16())
+    high = approx.max(dim=-1, keepdim=True).values.float()
+    thr = _screen_threshold(hidden, high, float(weight.norm(dim=1).max()), 64)
+    assert thr.dtype == torch.bfloat16
+    assert bool((approx[0, :2] >= thr[0]).all())
+
+
+def test_hidden_states_and_head_logits_are_the_forward(chaotic):
+    """Also through a LoRA adapter (PEFT) with non-zero weights."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = chaotic
+    enc = tok(PROMPTS[:3], return_tensors="pt", padding=True)
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                           init_lora_weights=False))
+    for m in (model, lora):
+        with torch.inference_mode():
+            want = m(**enc).logits
+            hidden, _ = hidden_states(m, **enc)
+            assert torch.equal(head_logits(m, hidden), want)
+    with torch.inference_mode():
+        assert not torch.equal(lora(**enc).logits, model(**enc).logits)  # the adapter counts
+
+
+def test_head_logits_soft_caps_like_gemma(chaotic, monkeypatch):
+    import torch
+
+    model, _ = chaotic
+    hidden = torch.randn(2, model.get_output_embeddings().in_features) * 5
+    raw = head_logits(model, hidden)
+    monkeypatch.setattr(model.config, "final_logit_softcapping", 3.0, raising=False)
+    capped = head_logits(model, hidden)
+    assert torch.allclose(capped, torch.tanh(raw / 3.0) * 3.0)
+    with pytest.raises(LlmrecError, match="soft-capping"):
+        with restricted_head(model, [1, 2], strict=True):
+            pass
+    with restricted_head(model, [1, 2]) as replaced:
+        assert replaced is False  # kept the full head
+
+
+def test_restricted_head_keeps_the_set_and_restores(chaotic):
+    import torch
+
+    model, tok = chaotic
+    enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    keep = [5, 17, 100, 200]
+    with torch.inference_mode():
+        full = model(**enc).logits
+        with restricted_head(model, keep) as replaced:
+            part = model(**enc).logits
+        again = model(**enc).logits
+    assert replaced is True
+    assert torch.equal(part[..., keep], full[..., keep])
+    others = torch.ones(full.shape[-1], dtype=torch.bool)
+    others[keep] = False
+    assert bool(torch.isinf(part[..., others]).all())
+    assert torch.equal(again, full)  # the head is back
+    with pytest.raises(LlmrecError, match="token ids"):
+        with restricted_head(model, [10 ** 6]):
+            pass
+
+
+@pytest.fixture(scope="module")
+def trie(chaotic, ml100k):
+    _, tok = chaotic
+    titles = ml100k.movies["display_title"].tolist()[::7]
+    return CatalogTrie.from_titles(tok, titles)
+
+
+def test_catalog_token_ids_cover_every_path(trie):
+    ids = set(catalog_token_ids(trie))
+    assert trie.eos_token_id in ids
+    stack = [trie.first, trie.next]
+    while stack:
+        node = stack.pop()
+        assert set(node.children) <= ids
+        stack.extend(node.children.values())
+
+
+def test_constrained_greedy_catalog_head_is_exact(chaotic, trie):
+    model, tok = chaotic
+    prompts = [alpaca_prompt(TITLES[i:i + 2]) for i in range(6)]
+    common = dict(n_titles=3, batch_size=4, progress=False)
+    full = constrained_generate(model, tok, prompts, trie, "greedy", head="full", **common)
+    assert constrained_generate(model, tok, prompts, trie, "greedy", head="catalog", **common) == full
+    assert constrained_generate(model, tok, prompts, trie, "greedy", **common) == full  # auto
+    beams = constrained_generate(model, tok, prompts, trie, "beam4", head="catalog", **common)
+    index = trie.index
+    assert all(t in index for text in beams for t in text.split(" => ") if text)
+    with pytest.raises(LlmrecError, match="unknown head"):
+        constrained_generate(model, tok, prompts, trie, "greedy", head="top", **common)
+
+
+def test_likelihood_scored_head_equals_full_head(chaotic):
+    model, tok = chaotic
+    prompts = [alpaca_prompt(TITLES[i:i + 3]) for i in range(3)]
+    cands = [TITLES[3:], TITLES[:5], ["Fargo (1996)"]]
+    for bs in (2, 20):
+        fast = rerank_likelihood(model, tok, prompts, cands, batch_size=bs, progress=False)
+        naive = rerank_likelihood(model, tok, prompts, cands, batch_size=bs, progress=False, full_head=True)
+        assert fast == naive  # to the last bit
+        assert all(math.isfinite(x) for s in fast for x in s)
+
+
+def test_compact_generate_through_a_lora_adapter(chaotic):
+    """An unmerged adapter (a quantized base keeps it separate): same completions."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = chaotic
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                           init_lora_weights=False))
+    lora.eval()
+    common = dict(batch_size=6, max_new_tokens=12, stop_after_titles=4, progress=False)
+    naive = generate(lora, tok, PROMPTS[:12], "greedy", compact=False, **common)
+    assert generate(lora, tok, PROMPTS[:12], "greedy", min_rows=1, **common) == naive
+    assert generate(lora, tok, PROMPTS[:12], "greedy", head="screened", **common) == naive
+    assert naive != generate(model, tok, PROMPTS[:12], "greedy", compact=False, **common)
