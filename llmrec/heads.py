@@ -1,30 +1,31 @@
 """Cheaper language-model heads: restricted to a token set, or screened in bfloat16.
 
 The LM head (hidden state x vocabulary matrix) is most of a decoding step for a model
-with a large vocabulary: 55% of Gemma 3's (262,144 words) at batch 32 on a CPU. Two
-ways to compute less of it, both installed for the duration of a ``with`` block by
-replacing the forward of the model's output layer (``get_output_embeddings()``), so
-``model(...)`` and ``model.generate(...)`` use them unchanged, and anything the model
-does after its head (Gemma 2's final soft-capping) still applies:
+with a large vocabulary: 55% of Gemma 3's (262,144 words) at batch 32 on a CPU. Three
+ways to compute less of it:
 
-- :func:`restricted_head`: logits only for a given token set (e.g. the tokens catalog
-  titles are spelt with, :func:`catalog_token_ids`), every other token ``-inf``. Where a
+- :func:`restricted_head`: for the duration of a ``with`` block, the model's output
+  layer (``get_output_embeddings()``) computes logits only for a given token set (e.g.
+  the tokens catalog titles are spelt with, :func:`catalog_token_ids`), every other
+  token ``-inf``; ``model(...)`` and ``model.generate(...)`` use it unchanged. Where a
   logits processor allows only tokens of that set (constrained greedy decoding), the
   chosen tokens are the full head's; a log-softmax over it is a softmax over the set
   only, so constrained *beam search* with it is a different setting (its own name).
-- :func:`screened_head`: exact top-1 at a third of the cost. All logits are computed
-  in bfloat16 (about 3x faster than float32 on a CPU with AMX), every token whose
-  bfloat16 logit is within a proven rounding bound of the best is recomputed in float32
-  with the same weights, and the rest are ``-inf``. The argmax (greedy decoding) is the
-  float32 head's; log-probabilities are not (never use it for scores or sampling).
+- :class:`ScreenedArgmax`: the float32 head's argmax from hidden states at about half
+  the cost. All logits in bfloat16 (3x faster than float32 on a CPU with AMX), then
+  every token whose bfloat16 logit is within a proven rounding bound of the best
+  recomputed in float32 with the same weights; their argmax is the float32 head's
+  (greedy decoding only: no log-probabilities come out of it).
+- :func:`hidden_states` and :func:`head_logits` split a forward in two, so a caller can
+  apply the head to the few positions it needs (likelihood scoring).
 
 The bound: with ``u = 2**-8`` (bfloat16's unit roundoff), rounding ``h`` and a weight row
 ``w`` changes each product by at most ``(2u + u**2)|h_i w_i|``, float32 sums of ``K`` terms
 (both heads) add ``gamma_K = K 2**-24 / (1 - K 2**-24)`` of ``sum |h_i w_i|``, which is at
 most ``|h| |w|`` (Cauchy-Schwarz), and rounding the result to bfloat16 adds ``u`` of its
-size. Twice that sum is the margin; :func:`screened_head` checks it on the first call
-against the float32 head and falls back to the float32 head if a kernel breaks it.
-Written here because no library screens a head for exact argmax.
+size. Twice that sum is the margin; :class:`ScreenedArgmax` checks it on its first call
+against the float32 head and keeps the float32 head if a kernel breaks it.
+Written here because no library screens a head for an exact argmax.
 """
 
 from __future__ import annotations
@@ -57,12 +58,22 @@ def hidden_states(model: Any, **inputs: Any):
     return out.last_hidden_state, getattr(out, "cache", None)
 
 
-def head_logits(model: Any, hidden):
+def head_logits(model: Any, hidden, token_ids=None):
     """The logits of ``hidden`` (any leading shape) as the model's forward computes them:
-    its output layer, then final logit soft-capping where the config has it."""
+    its output layer, then final logit soft-capping where the config has it; only the
+    columns of ``token_ids`` (a LongTensor) when given, computed only for those where
+    the head is a plain linear layer."""
     import torch
 
-    logits = model.get_output_embeddings()(hidden)
+    head = plain_head(model)
+    if token_ids is None:
+        logits = model.get_output_embeddings()(hidden)
+    elif head is None:
+        logits = model.get_output_embeddings()(hidden).index_select(-1, token_ids)
+    else:
+        logits = torch.nn.functional.linear(
+            hidden, head.weight.index_select(0, token_ids),
+            None if head.bias is None else head.bias.index_select(0, token_ids))
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

@@ -293,3 +293,35 @@ def test_compact_generate_through_a_lora_adapter(chaotic):
     assert generate(lora, tok, PROMPTS[:12], "greedy", min_rows=1, **common) == naive
     assert generate(lora, tok, PROMPTS[:12], "greedy", head="screened", **common) == naive
     assert naive != generate(model, tok, PROMPTS[:12], "greedy", compact=False, **common)
+
+
+def test_likelihood_catalog_normalises_over_the_catalog_tokens(chaotic):
+    """The scores are log-softmaxes over the catalog's tokens: recomputed by hand here."""
+    import torch
+
+    from llmrec.rerank import _candidate_ids, catalog_vocabulary, rerank
+
+    model, tok = chaotic
+    prompt = alpaca_prompt(TITLES[:2])
+    cands = TITLES[2:6]
+    vocab = catalog_vocabulary(tok, TITLES)
+    got = rerank_likelihood(model, tok, [prompt], [cands], vocabulary=vocab, progress=False)[0]
+    idx = torch.tensor(vocab)
+    for title, score in zip(cands, got, strict=True):
+        ids = _candidate_ids(tok, [title], "\n")[0]
+        full = tok(prompt, return_tensors="pt")["input_ids"][0].tolist() + ids
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([full])).logits[0].float()
+        start = len(full) - len(ids) - 1
+        logp = torch.log_softmax(logits[start:start + len(ids)].index_select(1, idx), dim=-1)
+        want = sum(float(logp[i, vocab.index(t)]) for i, t in enumerate(ids)) / len(ids)
+        assert score == pytest.approx(want, abs=1e-4)
+    plain = rerank_likelihood(model, tok, [prompt], [cands], progress=False)[0]
+    assert all(g > p for g, p in zip(got, plain, strict=True))  # a smaller normaliser
+    names = dict(enumerate(TITLES))
+    ranked, scores = rerank(model, tok, [prompt], [[2, 3, 4, 5]], names, method="likelihood-catalog")
+    assert scores[0] == pytest.approx(got, abs=1e-5) and sorted(ranked[0]) == [2, 3, 4, 5]
+    with pytest.raises(LlmrecError, match="vocabulary"):
+        rerank_likelihood(model, tok, [prompt], [cands], vocabulary=vocab[:3], progress=False)
+    with pytest.raises(LlmrecError, match="answer prompts"):
+        rerank(model, tok, [""], [[2, 3]], names, method="likelihood-catalog")
