@@ -1,7 +1,7 @@
 """Each fast evaluation path against the naive way it replaced, in one run, with how
 close each runs to this CPU's matrix-multiply speed, and whether its outputs are the same.
 
-    python benchmarks/bench_fast_paths.py                      # both embedded models, a few minutes
+    python benchmarks/bench_fast_paths.py                      # both embedded models, about 7 minutes
     python benchmarks/bench_fast_paths.py --models gemma3-270m --n-greedy 64
 
 Passes (real prompts of a seeded sample of temporal test records, llmrec.samples):
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-batch", type=int, default=64, help="a larger batch, for the greedy pass")
     ap.add_argument("--bf16", action="store_true",
                     help="also time greedy with the weights in bfloat16 (a new setting: outputs change)")
-    ap.add_argument("--n-constrained", type=int, default=8, help="records for the constrained passes")
+    ap.add_argument("--n-constrained", type=int, default=4, help="records for the constrained passes")
     ap.add_argument("--n-rerank", type=int, default=4, help="records for reranking")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
