@@ -282,7 +282,8 @@ class Rerank(Recommender):
     record (inputs excluded), the LLM orders them by ``method``; the first ``k`` are the list.
 
     Predictions keep the ``candidates`` (retriever order) and the LLM's ``llm_scores``.
-    ``style``: the answer prompt whose first title is scored (``likelihood`` only)."""
+    ``style``: the answer prompt whose first title is scored (``likelihood`` and
+    ``likelihood-catalog`` only)."""
 
     def __init__(self, model: Any, tokenizer: Any, movies, retriever: Any, *, system: str,
                  setting: str, method: str = "likelihood", style: str = "alpaca",
@@ -299,7 +300,7 @@ class Rerank(Recommender):
         names = title_map(self.movies)
         inputs = [titles_for(ids, names) for ids in records["input_ids"]]
         prompts = (build_prompts(self.style, records, self.movies, tokenizer=self.tokenizer)
-                   if self.method == "likelihood" else [""] * len(records))
+                   if self.method.startswith("likelihood") else [""] * len(records))
         start = time.perf_counter()
         ranked, scores = rerank(self.model, self.tokenizer, prompts, candidates, names,
                                 method=self.method, batch_size=self.batch_size,
