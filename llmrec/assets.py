@@ -34,6 +34,9 @@ from tqdm.auto import tqdm
 from llmrec.errors import LlmrecError
 from llmrec.paths import cache_dir
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 STAMP = ".ok"
 _CHUNK = 1 << 20
 

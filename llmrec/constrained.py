@@ -43,6 +43,9 @@ from llmrec.prompts import build_prompts
 from llmrec.recommenders import Recommender, register
 from llmrec.tokens import continuation_ids, decode
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 #: LM heads of :func:`constrained_generate` (see there).
 CONSTRAINED_HEADS = ("auto", "full", "catalog")
 

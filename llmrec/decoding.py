@@ -18,9 +18,16 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from llmrec.errors import LlmrecError
 from llmrec.heads import ScreenedArgmax, hidden_states
+from llmrec.models import context_length
 from llmrec.parsing import complete_titles
+from llmrec.prompts import check_lengths
+
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
 
 #: Named decoding settings (kwargs of ``model.generate``).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -177,10 +184,6 @@ def generate(
     ``"full"`` never does. ``compact=False, head="full"`` is the naive way.
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from llmrec.models import context_length
-    from llmrec.prompts import check_lengths
 
     kwargs = preset_kwargs(preset, **overrides)
     if batch_size < 1:

@@ -41,6 +41,9 @@ from typing import Any
 
 from llmrec.errors import LlmrecError
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 #: bfloat16's unit roundoff.
 BF16_U = 2.0 ** -8
 

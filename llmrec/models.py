@@ -23,6 +23,9 @@ from llmrec.errors import LlmrecError
 from llmrec.paths import cache_dir
 from llmrec.tiny_model import TINY_NAME, save_tiny
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 #: Facts about the models that run with no hub access (ASSETS.md).
 EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
     "smollm2-135m": {

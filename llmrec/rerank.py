@@ -37,6 +37,9 @@ from llmrec.prompts import build_prompts, load_template
 from llmrec.recommenders import Recommender, ranked_predictions, register
 from llmrec.tokens import continuation_ids
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 LETTERS = string.ascii_uppercase
 METHODS = ("likelihood", "letters", "likelihood-catalog")
 

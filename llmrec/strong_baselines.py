@@ -48,6 +48,9 @@ from llmrec.metrics import ap_at_k
 from llmrec.recommenders import register
 from llmrec.records import WINDOW
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 #: RecBole's field names (its ``overall.yaml`` defaults), as its models read them.
 FIELDS = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
           "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_"}

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 TINY_NAME = "tiny-llama"
 
 _SAMPLE = [

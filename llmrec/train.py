@@ -53,6 +53,9 @@ from llmrec.paths import runs_dir
 from llmrec.prompts import alpaca_parts
 from llmrec.records import build_records, split_records, to_alpaca
 
+# torch, transformers, peft and accelerate are imported inside the functions that use them:
+# the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
+
 IGNORE_INDEX = -100
 RESULT_FILE = "train_result.json"
 
