@@ -71,7 +71,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
 #: Chapter 7's test records per experiment and profile (None: all, before eval_limit/beam_limit).
 SIZES: dict[str, dict[str, int | None]] = {
     "smoke": {"constrained": 8, "rerank": 8, "ablation": 8, "timing": 4},
-    "quick": {"constrained": None, "rerank": None, "ablation": 12, "timing": 4},
+    "quick": {"constrained": None, "rerank": 12, "ablation": 8, "timing": 4},
     "cpu": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
 }
