@@ -75,6 +75,12 @@ SIZES: dict[str, dict[str, int | None]] = {
     "cpu": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
 }
+#: Baseline options per profile: the previews train SASRec for a fixed 8 epochs (seconds)
+#: instead of choosing its epochs on validation (up to 60, minutes).
+BASELINE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {"sasrec": {"epochs": 8}},
+    "quick": {"sasrec": {"epochs": 8}},
+}
 #: Profiles whose numbers are a preview (a code check, a notebook's own run), never the report's.
 PREVIEW_PROFILES = ("smoke", "quick")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
