@@ -24,7 +24,7 @@ from llmrec.errors import LlmrecError
 from llmrec.metrics import score
 from llmrec.notebook_export import export_notebook
 from llmrec.paths import repo_root, reports_dir, runs_dir
-from llmrec.summary import glossary, is_published, published_rows, write_summaries
+from llmrec.summary import fmt, glossary, is_published, published_rows, write_summaries
 
 KEY = ["system", "setting", "split"]
 FIRST_COLUMNS = [
@@ -87,14 +87,6 @@ def drop_repeats(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop_duplicates(subset=same).reset_index(drop=True)
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
 def to_markdown(df: pd.DataFrame) -> str:
     """The table for people: a mean with its interval as ``0.012 [0.008, 0.016]``."""
     cols = [c for c in MD_COLUMNS if c in df.columns]
@@ -102,11 +94,11 @@ def to_markdown(df: pd.DataFrame) -> str:
     for _, row in df.iterrows():
         cells = []
         for c in cols:
-            value = _fmt(row[c])
+            value = fmt(row[c], 3)
             low, high = row.get(f"{c}_low"), row.get(f"{c}_high")
             if value and low is not None and high is not None and not (
                     pd.isna(low) or pd.isna(high)):
-                value += f" [{_fmt(low)}, {_fmt(high)}]"
+                value += f" [{fmt(low, 3)}, {fmt(high, 3)}]"
             cells.append(value.replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -164,16 +164,17 @@ def headline(table: pd.DataFrame, split: str = "temporal") -> str:
             elif strongest is not None:
                 diff = "(the strongest baseline here)"
             lines.append(f"| {system} | {setting} | {fmt_mean(metrics)} | {diff} | "
-                         f"{_fmt(metrics.get('hallucination_rate'))} | "
-                         f"{_fmt(metrics.get('validity'))} |")
+                         f"{fmt(metrics.get('hallucination_rate'))} | "
+                         f"{fmt(metrics.get('validity'))} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
+def fmt(x: Any, digits: int = 2) -> str:
+    """A table cell: a float at ``digits`` decimals, anything else as text, missing as empty."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
-    return f"{x:.{digits}f}"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
 def published_table() -> str:
