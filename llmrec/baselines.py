@@ -83,21 +83,29 @@ class Baseline(Recommender):
         return sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
                              shape=(len(input_lists), len(self.item_ids)))
 
-    def recommend_many(self, list_of_inputs: Iterable[Sequence[int]], k: int,
-                       batch_size: int = 512) -> list[list[int]]:
-        """Top-``k`` item ids for each input list (inputs excluded), in rank order."""
+    def top_with_scores(self, list_of_inputs: Iterable[Sequence[int]], k: int,
+                        batch_size: int = 512) -> tuple[list[list[int]], list[list[float]]]:
+        """Top-``k`` item ids for each input list (inputs excluded), in rank order, and the
+        baseline's raw scores of those items (what a score fusion standardises)."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         lists = [[int(i) for i in items] for items in list_of_inputs]
-        out: list[list[int]] = []
+        ids: list[list[int]] = []
+        values: list[list[float]] = []
         for a in range(0, len(lists), batch_size):
             part = lists[a:a + batch_size]
             x = self._input_matrix(part)
             s = np.asarray(self.scores(x, part), dtype=np.float64)
             s[x.nonzero()] = -np.inf
             order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-            out.extend(self.item_ids[order].tolist())
-        return out
+            ids.extend(self.item_ids[order].tolist())
+            values.extend(np.take_along_axis(s, order, axis=1).tolist())
+        return ids, values
+
+    def recommend_many(self, list_of_inputs: Iterable[Sequence[int]], k: int,
+                       batch_size: int = 512) -> list[list[int]]:
+        """Top-``k`` item ids for each input list (inputs excluded), in rank order."""
+        return self.top_with_scores(list_of_inputs, k, batch_size)[0]
 
     def recommend(self, input_ids: Sequence[int], k: int) -> list[int]:
         """Top-``k`` item ids for one list of input items (inputs excluded)."""
