@@ -196,18 +196,31 @@ def rerank_letters(
     n_candidates: Sequence[int],
     batch_size: int = 8,
     progress: bool = True,
+    over: str = "vocabulary",
+    token_ids: Sequence[int] | None = None,
 ) -> list[list[float]]:
     """LlamaRec-style scores: the next-token log-probability of each candidate's letter.
 
     ``prompts`` come from :func:`letter_prompt`; ``n_candidates[i]`` is how many letters
-    prompt ``i`` lists. Batched with left padding.
+    prompt ``i`` lists. Batched with left padding; one forward pass per prompt, the LM
+    head at its last position only.
+
+    ``over="vocabulary"``: the log-softmax over the whole vocabulary (a zero-shot model
+    may put its mass elsewhere); ``"letters"``: over the prompt's own letters only (the
+    verbalizer of a ranker trained to answer with a letter, LlamaRec's reading).
+    ``token_ids``: the letters' token ids (default :func:`letter_token_ids`).
     """
     import torch
     from tqdm.auto import tqdm
 
     if len(n_candidates) != len(prompts):
         raise LlmrecError(f"{len(n_candidates)} candidate counts for {len(prompts)} prompts")
-    letters = letter_token_ids(tokenizer, max(n_candidates, default=0))
+    if over not in ("vocabulary", "letters"):
+        raise LlmrecError(f"unknown normalisation {over!r}; use 'vocabulary' or 'letters'")
+    n_max = max(n_candidates, default=0)
+    letters = list(token_ids) if token_ids is not None else letter_token_ids(tokenizer, n_max)
+    if len(letters) < n_max:
+        raise LlmrecError(f"{len(letters)} letter tokens for prompts listing up to {n_max} candidates")
     device = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -219,9 +232,12 @@ def rerank_letters(
                 batch = list(prompts[start:start + batch_size])
                 enc = tokenizer(batch, return_tensors="pt", padding=True,
                                 add_special_tokens=True).to(device)
-                logp = torch.log_softmax(model(**enc, logits_to_keep=1).logits[:, -1].float(), dim=-1)
+                logits = model(**enc, logits_to_keep=1).logits[:, -1].float()
+                if over == "vocabulary":
+                    logits = torch.log_softmax(logits, dim=-1)
                 for r, n in enumerate(n_candidates[start:start + batch_size]):
-                    out.append(logp[r, letters[:n]].tolist())
+                    row = logits[r, letters[:n]]
+                    out.append((row if over == "vocabulary" else torch.log_softmax(row, dim=-1)).tolist())
     finally:
         tokenizer.padding_side = side
     return out
