@@ -1,0 +1,295 @@
+"""A trained LLM ranker over a retriever's candidates: LlamaRec's recipe on our records.
+
+LlamaRec (Yue et al. 2023, "LlamaRec: Two-Stage Recommendation using Large Language
+Models for Ranking"): a cheap retriever proposes 20 candidates, the language model sees
+the history and the candidates listed as (A), (B), ... and is fine-tuned (LoRA) to answer
+with the letter of the item the user chose; at test time one forward pass reads the
+letters' logits (the verbalizer), a log-softmax over the candidates' letters only, and
+that orders the candidates. Here, on PROTOCOL.md's records (6 liked items in, 4 out):
+
+- a training example is one training record: the retriever's top ``n_candidates`` from its
+  6 inputs (inputs excluded), listed in a seeded shuffled order (keyed by the seed and the
+  record id, so an example does not depend on which other records are built with it); the
+  answer is the letter of one of the record's targets among the candidates (a seeded pick
+  of those present). A record with no target among its candidates teaches nothing about
+  ordering them and is dropped, as LlamaRec drops them; the counts are returned. The
+  negatives are the other candidates: hard negatives from the retriever, never random items.
+- the answer is the letter alone; :func:`llmrec.train.train_lora` puts the loss on its
+  token and EOS (``train_on_inputs=False``), and :func:`candidate_scores` reads exactly
+  that token (:func:`answer_letter_ids`) after the same prompt.
+
+Why here: no maintained library trains an LLM ranker over our records (LlamaRec's code is
+a research repository tied to its own datasets and its LRURec retriever), while every
+piece it needs is already in this package: the prompt (:func:`llmrec.rerank.letter_prompt`),
+the letter scores (:func:`llmrec.rerank.rerank_letters`), LoRA training with checkpoints
+and resume (:func:`llmrec.train.train_lora`) and the retrievers (:mod:`llmrec.baselines`).
+Score fusion of ranker and retriever is :mod:`llmrec.fusion`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmrec.errors import LlmrecError
+from llmrec.formats import title_map, titles_for
+from llmrec.models import load_tokenizer, resolve_model
+from llmrec.recommenders import Recommender, ranked_predictions, register
+from llmrec.rerank import LETTERS, letter_prompt, order_by_scores, rerank_letters
+from llmrec.samples import sample_key
+from llmrec.train import IGNORE_INDEX, TrainConfig, TrainResult, config_for, tokenize_pair, train_lora
+
+# torch, transformers and peft are imported by the functions of llmrec.rerank and
+# llmrec.train this module calls, not here: the command line imports the package.
+
+#: LlamaRec's candidate count (its retriever's top 20).
+N_CANDIDATES = 20
+
+
+def _rng(record_id: object, seed: int) -> random.Random:
+    """The record's own random stream: a hash of the seed and the record id (SHA-256, the
+    same in every process), so a record's example does not depend on the others."""
+    return random.Random(int.from_bytes(sample_key(record_id, seed)[:8], "big"))
+
+
+def _shuffled(record_id: object, n: int, seed: int) -> tuple[list[int], random.Random]:
+    rng = _rng(record_id, seed)
+    order = list(range(n))
+    rng.shuffle(order)
+    return order, rng
+
+
+def shown_order(record_id: object, n: int, seed: int = 0) -> list[int]:
+    """The order a record's ``n`` candidates are listed in: letter ``j`` shows the
+    candidate at retriever rank ``order[j]`` (0-based). Seeded by ``seed`` and the record id."""
+    return _shuffled(record_id, n, seed)[0]
+
+
+def answer_letter_ids(tokenizer: Any, n: int) -> list[int]:
+    """The token id training puts the loss on for each answer letter A, B, ... (the first
+    answer token :func:`llmrec.train.tokenize_pair` gives it): the token the ranker reads.
+
+    On the embedded tokenizers (tiny, SmolLM2, Gemma 3) it is the token
+    :func:`llmrec.rerank.letter_token_ids` reads after ``(``; a SentencePiece tokenizer
+    that prefixes a space writes a lone answer letter differently, and the ranker then
+    reads what it was trained to write. Raises when a letter is more than one token or
+    two letters share one."""
+    if n > len(LETTERS):
+        raise LlmrecError(f"{n} candidates but only {len(LETTERS)} letters; retrieve at most 26")
+    prompt = letter_prompt(["A (2000)"], ["B (2001)"] * n)
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    ids = []
+    for letter in LETTERS[:n]:
+        f = tokenize_pair(tokenizer, prompt, letter, cutoff_len=10**6)
+        answer = [t for t in f["labels"] if t != IGNORE_INDEX]
+        if len(answer) != 1 + len(eos) or answer[1:] != eos:
+            raise LlmrecError(f"this tokenizer writes the answer letter {letter!r} as {len(answer) - len(eos)} "
+                              "tokens; the ranker reads one token per letter: use another model")
+        ids.append(answer[0])
+    if len(set(ids)) != len(ids):
+        raise LlmrecError("two answer letters share a token with this tokenizer; use another model")
+    return ids
+
+
+def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,
+                    n_candidates: int = N_CANDIDATES, seed: int = 0
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Training pairs of the ranker from ``records`` (a split's training or validation part).
+
+    Per record: the retriever's top ``n_candidates`` from its inputs (inputs excluded), kept
+    only when at least one target is among them; the candidates listed in the record's
+    seeded order (:func:`shown_order`); the answer a seeded pick of the targets present.
+    A pair is ``{"prompt", "answer", "record_id", "answer_id", "candidates"}``: ``prompt``
+    is :func:`llmrec.rerank.letter_prompt` (it ends with ``(``), ``answer`` the answer's
+    letter only, ``candidates`` in retriever order. ``stats``: ``records``, ``kept``,
+    ``dropped``, ``kept_share`` and ``targets_in_candidates`` (mean share of a record's
+    targets among its candidates, over all records)."""
+    if not 1 <= n_candidates <= len(LETTERS):
+        raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
+                          f"got {n_candidates}")
+    names = title_map(movies)
+    candidates = retriever.recommend_many(records["input_ids"], n_candidates) if len(records) else []
+    pairs: list[dict[str, Any]] = []
+    shares = []
+    for rid, inputs, targets, cands in zip(records["record_id"], records["input_ids"],
+                                           records["target_ids"], candidates, strict=True):
+        cands = [int(c) for c in cands]
+        present = [int(t) for t in targets if int(t) in cands]
+        shares.append(len(present) / len(targets))
+        if not present:
+            continue
+        order, rng = _shuffled(rid, len(cands), seed)
+        answer = rng.choice(present)
+        shown = [cands[j] for j in order]
+        prompt = letter_prompt(titles_for(inputs, names), titles_for(shown, names))
+        pairs.append({"prompt": prompt, "answer": LETTERS[shown.index(answer)], "record_id": rid,
+                      "answer_id": answer, "candidates": cands})
+    n = len(records)
+    stats = {"records": n, "kept": len(pairs), "dropped": n - len(pairs),
+             "kept_share": len(pairs) / n if n else float("nan"),
+             "targets_in_candidates": float(np.mean(shares)) if shares else float("nan")}
+    return pairs, stats
+
+
+def train_ranker(model_name: str, train_records: pd.DataFrame, valid_records: pd.DataFrame,
+                 retriever: Any, movies: Any, out_dir: str | Path, config: TrainConfig | None = None,
+                 *, n_candidates: int = N_CANDIDATES, seed: int = 0, dtype: str = "auto",
+                 device: str = "auto", progress: bool = True
+                 ) -> tuple[TrainResult, dict[str, dict[str, Any]]]:
+    """LoRA-train ``model_name`` to answer with the letter of a target among the
+    retriever's candidates (:func:`ranker_examples` of the training and validation records).
+
+    Training is :func:`llmrec.train.train_lora`'s (checkpoints, resume, and a finished run
+    in ``out_dir`` returned as stored, keyed by the config and the examples). The config's
+    ``max_train_records``/``max_valid_records`` subsample the kept examples. Returns the
+    result and ``{"train": stats, "valid": stats}``. Checks first that each answer letter
+    is one token and that no prompt is cut by ``cutoff_len``."""
+    config = config or config_for("cpu")
+    train_pairs, train_stats = ranker_examples(train_records, retriever, movies, n_candidates, seed)
+    valid_pairs, valid_stats = ranker_examples(valid_records, retriever, movies, n_candidates, seed)
+    if not train_pairs:
+        raise LlmrecError(f"no training record has a target among the retriever's top {n_candidates}; "
+                          "use more training records or a better retriever")
+    tokenizer = load_tokenizer(resolve_model(model_name))
+    answer_letter_ids(tokenizer, n_candidates)
+    longest = max(len(tokenizer(p["prompt"], add_special_tokens=True)["input_ids"])
+                  for p in train_pairs + valid_pairs)
+    if longest + 2 > config.cutoff_len:
+        raise LlmrecError(f"ranker prompts are up to {longest} tokens, and the answer letter and EOS "
+                          f"need 2 more; set lora.cutoff_len to at least {longest + 2} "
+                          f"(now {config.cutoff_len})")
+    result = train_lora(model_name, train_pairs, valid_pairs, out_dir, config, dtype=dtype,
+                        device=device, progress=progress)
+    return result, {"train": train_stats, "valid": valid_stats}
+
+
+def candidate_scores(model: Any, tokenizer: Any, records: pd.DataFrame, retriever: Any, movies: Any,
+                     n_candidates: int = N_CANDIDATES, seed: int = 0, batch_size: int = 8,
+                     progress: bool = True) -> list[dict[str, Any]]:
+    """Per record: the retriever's candidates and scores, and the ranker's scores of them.
+
+    Returns one dict per record, in order: ``record_id``, ``candidates`` (retriever order),
+    ``retriever_scores`` (the retriever's raw scores of them,
+    :meth:`~llmrec.baselines.Baseline.top_with_scores`), ``llm_scores`` (the log-softmax of
+    the candidates' letter logits over those letters only, in retriever order) and
+    ``shown`` (:func:`shown_order`, the listing the prompt used: the same seeded order as
+    training). One forward pass per record through :func:`llmrec.rerank.rerank_letters`,
+    ``batch_size`` prompts at a time with left padding (prompts batched by length)."""
+    if len(records) == 0:
+        return []
+    if not 1 <= n_candidates <= len(LETTERS):
+        raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
+                          f"got {n_candidates}")
+    names = title_map(movies)
+    ids, raw = retriever.top_with_scores(records["input_ids"], n_candidates)
+    prompts, orders = [], []
+    for rid, inputs, cands in zip(records["record_id"], records["input_ids"], ids, strict=True):
+        order = shown_order(rid, len(cands), seed)
+        prompts.append(letter_prompt(titles_for(inputs, names), titles_for([cands[j] for j in order], names)))
+        orders.append(order)
+    by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    scored = rerank_letters(model, tokenizer, [prompts[i] for i in by_length],
+                            [len(ids[i]) for i in by_length], batch_size=batch_size, progress=progress,
+                            over="letters", token_ids=answer_letter_ids(tokenizer, n_candidates))
+    shown_scores: list[list[float]] = [[] for _ in prompts]
+    for i, s in zip(by_length, scored, strict=True):
+        shown_scores[i] = s
+    out = []
+    for rid, cands, cand_raw, order, s in zip(records["record_id"], ids, raw, orders, shown_scores,
+                                              strict=True):
+        llm = [0.0] * len(cands)
+        for pos, j in enumerate(order):
+            llm[j] = float(s[pos])
+        out.append({"record_id": rid, "candidates": [int(c) for c in cands],
+                    "retriever_scores": [float(x) for x in cand_raw], "llm_scores": llm,
+                    "shown": order})
+    return out
+
+
+def recall_at(retriever: Any, records: pd.DataFrame, n: int = N_CANDIDATES) -> dict[str, Any]:
+    """The ceiling of any reranker of the retriever's top ``n``: ``any_target`` (share of
+    records with at least one target among them) and ``target_share`` (mean share of a
+    record's targets among them), over ``n_records``."""
+    if len(records) == 0:
+        raise LlmrecError("no records to measure the retriever's recall on")
+    tops = retriever.recommend_many(records["input_ids"], n)
+    shares = [len(set(map(int, t)) & set(map(int, top))) / len(t)
+              for t, top in zip(records["target_ids"], tops, strict=True)]
+    return {"n": n, "n_records": len(shares), "any_target": float(np.mean([s > 0 for s in shares])),
+            "target_share": float(np.mean(shares))}
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(x), 4) for x in values]
+
+
+@register("ranker")
+class TrainedRanker(Recommender):
+    """The trained ranker as a recommender: the retriever's ``n_candidates`` per record,
+    ordered by the ranker's letter scores (ties keep the retriever's order); the first
+    ``k`` are the list.
+
+    ``model``, ``tokenizer``: the base model with the trained adapter
+    (:func:`llmrec.train.load_tuned`). Predictions keep ``candidates`` (retriever order),
+    ``retriever_scores`` and ``llm_scores``. :meth:`candidate_scores` caches each record's
+    scores (by record id and inputs), so :class:`llmrec.fusion.Fusion` reuses them without
+    a second pass."""
+
+    def __init__(self, model: Any, tokenizer: Any, movies: Any, retriever: Any, *, system: str,
+                 setting: str = "lora-ranker/letters", n_candidates: int = N_CANDIDATES,
+                 k: int = 10, seed: int = 0, batch_size: int = 8, progress: bool = True):
+        if not 1 <= n_candidates <= len(LETTERS):
+            raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
+                              f"got {n_candidates}")
+        self.model, self.tokenizer, self.movies, self.retriever = model, tokenizer, movies, retriever
+        self.system, self.setting = system, setting
+        self.n_candidates, self.k, self.seed = n_candidates, k, seed
+        self.batch_size, self.progress = batch_size, progress
+        self.score_seconds = 0.0
+        self.scored_records = 0
+        self._cache: dict[tuple, dict[str, Any]] = {}
+
+    @staticmethod
+    def _key(record_id: object, inputs: Sequence[int]) -> tuple:
+        return (record_id, tuple(int(i) for i in inputs))
+
+    def candidate_scores(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        """:func:`candidate_scores` of ``records``, each record scored once per object."""
+        keys = [self._key(r, i) for r, i in zip(records["record_id"], records["input_ids"], strict=True)]
+        missing = [n for n, key in enumerate(keys) if key not in self._cache]
+        if missing:
+            start = time.perf_counter()
+            fresh = candidate_scores(self.model, self.tokenizer, records.iloc[missing], self.retriever,
+                                     self.movies, self.n_candidates, self.seed, self.batch_size,
+                                     self.progress)
+            self.score_seconds += time.perf_counter() - start
+            self.scored_records += len(fresh)
+            for n, entry in zip(missing, fresh, strict=True):
+                self._cache[keys[n]] = entry
+        return [self._cache[key] for key in keys]
+
+    def predict(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        entries = self.candidate_scores(records)
+        ranked = order_by_scores([e["candidates"] for e in entries], [e["llm_scores"] for e in entries],
+                                 self.k)
+        extra = [{"candidates": e["candidates"], "retriever_scores": _rounded(e["retriever_scores"]),
+                  "llm_scores": _rounded(e["llm_scores"])} for e in entries]
+        return ranked_predictions(ranked, self.k, extra)
+
+    def settings(self) -> dict[str, Any]:
+        per = self.score_seconds / self.scored_records if self.scored_records else float("nan")
+        return {"retriever": getattr(self.retriever, "system", type(self.retriever).__name__),
+                "n_candidates": self.n_candidates, "shuffle_seed": self.seed,
+                "score_seconds": round(self.score_seconds, 3),
+                "score_seconds_per_record": round(per, 4)}
+
+
+def stats_frame(stats: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`train_ranker`'s example counts as a table, one row per part."""
+    return pd.DataFrame([{"part": part, **s} for part, s in stats.items()])
