@@ -115,7 +115,7 @@ def choose_weight(score_at: Callable[[float], float], grid: Sequence[float] = GR
 
 def _moved(candidates: Sequence[int], ranked: Sequence[int]) -> int:
     """Positions of the list whose item is not the retriever's item at that position."""
-    return sum(a != b for a, b in zip(ranked, candidates))
+    return sum(a != b for a, b in zip(ranked, candidates[:len(ranked)], strict=True))
 
 
 @register("fusion")

@@ -14,6 +14,9 @@ that orders the candidates. Here, on PROTOCOL.md's records (6 liked items in, 4 
   of those present). A record with no target among its candidates teaches nothing about
   ordering them and is dropped, as LlamaRec drops them; the counts are returned. The
   negatives are the other candidates: hard negatives from the retriever, never random items.
+  The retriever was fitted on the training records themselves, so a training record's
+  candidates hold more of its targets than a validation or test record's do (in-sample,
+  as in LlamaRec); ``stats["targets_in_candidates"]`` of each part shows by how much.
 - the answer is the letter alone; :func:`llmrec.train.train_lora` puts the loss on its
   token and EOS (``train_on_inputs=False``), and :func:`candidate_scores` reads exactly
   that token (:func:`answer_letter_ids`) after the same prompt.
@@ -43,7 +46,14 @@ from llmrec.models import load_tokenizer, resolve_model
 from llmrec.recommenders import Recommender, ranked_predictions, register
 from llmrec.rerank import LETTERS, letter_prompt, order_by_scores, rerank_letters
 from llmrec.samples import sample_key
-from llmrec.train import IGNORE_INDEX, TrainConfig, TrainResult, config_for, tokenize_pair, train_lora
+from llmrec.train import (
+    IGNORE_INDEX,
+    TrainConfig,
+    TrainResult,
+    config_for,
+    tokenize_pair,
+    train_lora,
+)
 
 # torch, transformers and peft are imported by the functions of llmrec.rerank and
 # llmrec.train this module calls, not here: the command line imports the package.

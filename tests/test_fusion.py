@@ -23,8 +23,8 @@ from llmrec.fusion import (
 )
 from llmrec.metrics import ap_at_k
 from llmrec.ranker import TrainedRanker
-from llmrec.records import build_records, split_records
 from llmrec.recommenders import REGISTRY
+from llmrec.records import build_records, split_records
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_choose_weight_prefers_smaller_on_ties_and_never_loses_to_the_retriever(
         assert table["valid_map_at_4"].max() == pytest.approx(score_at(weight))
         assert score_at(weight) >= score_at(0.0)
         ranked = knn.recommend_many(valid["input_ids"], 4)
-        assert score_at(0.0) == pytest.approx(np.mean([ap_at_k(r, t, 4) for r, t in zip(ranked, targets)]))
+        assert score_at(0.0) == pytest.approx(np.mean([ap_at_k(r, t, 4) for r, t in zip(ranked, targets, strict=True)]))
         if llm is _oracle:  # an LLM that knows the targets earns a weight and beats the retriever
             assert weight > 0 and score_at(weight) > score_at(0.0)
 
@@ -135,7 +135,7 @@ def test_fusion_through_evaluate_reuses_the_rankers_scores(tiny, knn, parts, ml1
     expected, _ = fused_ranking(entries, fusion.weight, 4)
     for row, e, exp in zip(rows, entries, expected, strict=True):
         assert row["predicted_ids"] == exp and row["candidates"] == e["candidates"]
-        assert row["moved"] == sum(a != b for a, b in zip(exp, e["candidates"]))
+        assert row["moved"] == sum(a != b for a, b in zip(exp, e["candidates"][:4], strict=True))
     assert load_rows(tmp_path, "tiny", "lora-ranker/fused", "temporal") == rows
     # weight 0 through the same path: the retriever's top 4 exactly
     zero = Fusion(ranker, 0.0, system="tiny", setting="lora-ranker/fused-0", k=4)

@@ -23,8 +23,8 @@ from llmrec.ranker import (
     shown_order,
     train_ranker,
 )
-from llmrec.records import build_records, split_records
 from llmrec.recommenders import REGISTRY
+from llmrec.records import build_records, split_records
 from llmrec.rerank import LETTERS, letter_prompt, letter_token_ids
 from llmrec.samples import sample_records
 from llmrec.train import IGNORE_INDEX, config_for, tokenize_pair
