@@ -261,7 +261,8 @@ def catalog_prior(baseline: Any, trie: CatalogTrie, catalog: Catalog,
     them outright at any weight, whereas every eligible item keeps some mass under a
     softmax and the prior's weight alone sets how hard it pulls. Standardising makes the
     spread scale-free, so one weight grid serves both baselines. A title shared by several
-    items gets the sum of their probabilities (so the title masses still sum to 1).
+    items gets the sum of their probabilities (so the title masses still sum to 1); a title of
+    the tree none of whose items the baseline scores gets 0.
     """
     index = trie.index
     title_of = {int(i): index.get(t, -1) for t, ids in zip(catalog.titles, catalog.ids, strict=True)
