@@ -21,6 +21,13 @@ dropped from the returned text, never returned half-spelt.
 Works with greedy, sampling and beam search, batched with left padding (every row of a
 batch has the same padded prompt length, so the generated tokens of each row are the ids
 after that length).
+
+A collaborative prior can be mixed in (D3, "Decoding Matters", Bao et al. 2024): a fitted
+baseline's scores for a record's inputs become probabilities over the titles
+(:func:`catalog_prior`), and each allowed token gains ``weight * (log M(next node) - log
+M(node))``, M the prior mass of the titles under a node, so a finished title gains ``weight *
+log p(title)``: the LLM times the prior to the power ``weight``. The weight is chosen on
+validation records (:func:`choose_prior_weight`); weight 0 decodes exactly as without it.
 """
 
 from __future__ import annotations
@@ -29,12 +36,17 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
 from llmrec.decoding import preset_kwargs
 from llmrec.errors import LlmrecError
+from llmrec.evaluation import Task, evaluate
 from llmrec.formats import SEPARATOR, title_map, titles_for
 from llmrec.heads import catalog_token_ids, restricted_head
 from llmrec.matching import Catalog
@@ -42,22 +54,27 @@ from llmrec.parsing import parse_completion
 from llmrec.prompts import build_prompts
 from llmrec.recommenders import Recommender, register
 from llmrec.tokens import continuation_ids, decode
+from llmrec.weights import choose_weight
 
 # torch, transformers, peft and accelerate are imported inside the functions that use them:
 # the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
 
 #: LM heads of :func:`constrained_generate` (see there).
 CONSTRAINED_HEADS = ("auto", "full", "catalog")
+#: Prior weights :func:`choose_prior_weight` tries by default (0: no prior).
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
 class _Node:
-    __slots__ = ("children", "title", "ids", "tokens")
+    __slots__ = ("children", "title", "ids", "tokens", "row", "child_rows")
 
     def __init__(self) -> None:
         self.children: dict[int, _Node] = {}
         self.title: int | None = None  # index of the title that ends here
         self.ids: set[int] = set()  # indices of the titles at or below this node
         self.tokens: list[int] | None = None  # cached sorted child tokens
+        self.row = -1  # the node's row in its tree's mass table (see _TreeIndex)
+        self.child_rows: np.ndarray | None = None  # rows of the children, as ``tokens``
 
 
 def _insert(root: _Node, ids: Sequence[int], title: int) -> None:
@@ -88,6 +105,7 @@ class CatalogTrie:
     separator: str = SEPARATOR
     first_prefix: str = ""
     skipped: list[str] = field(default_factory=list)
+    _trees: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_titles(
@@ -152,6 +170,23 @@ class CatalogTrie:
     def start(self) -> tuple:
         return ((self.first, (), 0, 0),)
 
+    def tree_index(self) -> _TreeIndex:
+        """Both trees' nodes numbered, with their title incidence (built once, on first use)."""
+        if self._trees is None:
+            self._trees = _TreeIndex((self.first, self.next), len(self.titles))
+        return self._trees
+
+    def masses(self, title_probs: np.ndarray) -> np.ndarray:
+        """Prior mass of every node of both trees, per record: ``title_probs`` is
+        ``(records, titles)`` (or one row); returns ``(records, nodes)``, column ``node.row``
+        for a node of either tree. A node's mass is the sum of the probabilities of the
+        titles at or below it, each title once."""
+        p = np.atleast_2d(np.asarray(title_probs, dtype=np.float64))
+        if p.ndim != 2 or p.shape[1] != len(self.titles):
+            raise LlmrecError(f"prior has shape {p.shape} for a tree of {len(self.titles)} titles; "
+                              "build it with catalog_prior from the same trie")
+        return self.tree_index().masses(p)
+
     def walk(self, tokens: Sequence[int], exclude: frozenset[int] = frozenset(),
              n_titles: int | None = None) -> tuple[list[int], int]:
         """Whole titles (indices) spelt by ``tokens``, and how many tokens they span."""
@@ -170,16 +205,198 @@ class CatalogTrie:
         return list(best[0]), best[1]
 
 
+class _TreeIndex:
+    """The nodes of the two trees numbered breadth first (``node.row``: the first tree, then
+    the ``=>`` tree; a node's children on consecutive rows in token order), their node x
+    title incidence matrix, so a record's node masses are one sparse product with its title
+    probabilities (one pass over the nodes, vectorised), and each title's path in each tree
+    (``paths[tree][title, depth]``: the row of its node at that depth, -1 past its end)."""
+
+    def __init__(self, roots: Sequence[_Node], n_titles: int) -> None:
+        nodes: list[_Node] = []
+        depths: list[int] = []
+        self.paths: list[np.ndarray] = []
+        for root in roots:
+            start = i = len(nodes)
+            root.row = start
+            nodes.append(root)
+            depths.append(0)
+            while i < len(nodes):  # nodes doubles as the breadth-first queue
+                node = nodes[i]
+                node.tokens = sorted(node.children)
+                first = len(nodes)
+                for t in node.tokens:
+                    child = node.children[t]
+                    child.row = len(nodes)
+                    nodes.append(child)
+                    depths.append(depths[i] + 1)
+                node.child_rows = np.arange(first, len(nodes), dtype=np.int64)
+                i += 1
+            path = np.full((n_titles, max(depths[start:]) + 1), -1, dtype=np.int64)
+            for node, h in zip(nodes[start:], depths[start:], strict=True):
+                path[list(node.ids), h] = node.row
+            self.paths.append(path)
+        rows = np.repeat(np.arange(len(nodes)), [len(n.ids) for n in nodes])
+        cols = np.fromiter((t for n in nodes for t in n.ids), dtype=np.int64, count=len(rows))
+        self.nodes = nodes
+        self.incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                       shape=(len(nodes), n_titles))
+
+    def masses(self, title_probs: np.ndarray) -> np.ndarray:
+        return np.asarray((self.incidence @ title_probs.T).T)
+
+
+def catalog_prior(baseline: Any, trie: CatalogTrie, catalog: Catalog,
+                  input_lists: Sequence[Sequence[int]]) -> np.ndarray:
+    """Each record's prior over the trie's titles from a fitted baseline: ``(records, titles)``,
+    rows summing to 1.
+
+    ``baseline``: a fitted :class:`llmrec.baselines.Baseline` (``popularity``, ``item_knn``
+    ...), scoring every catalog item for a record's input items. Its scores become item
+    probabilities by a softmax at temperature 1 over the scores standardised across the
+    record's eligible items (those whose title is in the tree, the record's inputs left
+    out: they get 0). A softmax rather than normalised non-negative scores because
+    popularity and item-kNN give most items a score of 0 (never liked in training, never
+    liked with an input): normalising would give them no mass, and ``log 0`` would forbid
+    them outright at any weight, whereas every eligible item keeps some mass under a
+    softmax and the prior's weight alone sets how hard it pulls. Standardising makes the
+    spread scale-free, so one weight grid serves both baselines. A title shared by several
+    items gets the sum of their probabilities (so the title masses still sum to 1); a title of
+    the tree none of whose items the baseline scores gets 0.
+    """
+    index = trie.index
+    title_of = {int(i): index.get(t, -1) for t, ids in zip(catalog.titles, catalog.ids, strict=True)
+                for i in ids}
+    item_ids = np.asarray(baseline.item_ids)
+    col_title = np.array([title_of.get(int(i), -1) for i in item_ids], dtype=np.int64)
+    if (col_title < 0).all():
+        raise LlmrecError("no item of the baseline has a title in the tree; build the trie from "
+                          "the same catalog (Catalog.titles) as the baseline's movies")
+    lists = [[int(i) for i in items] for items in input_lists]
+    inputs = baseline._input_matrix(lists)
+    scores = np.asarray(baseline.scores(inputs, lists), dtype=np.float64)
+    eligible = np.broadcast_to(col_title >= 0, scores.shape).copy()
+    eligible[inputs.nonzero()] = False
+    out = np.zeros((len(lists), len(trie.titles)))
+    for r in range(len(lists)):
+        s = scores[r, eligible[r]]
+        sd = s.std()
+        z = (s - s.mean()) / sd if sd > 0 else np.zeros_like(s)
+        p = np.exp(z - z.max())
+        out[r] = np.bincount(col_title[eligible[r]], weights=p / p.sum(), minlength=len(trie.titles))
+    return out
+
+
+class _PriorBonus:
+    """The prior's log-probability bonus of every allowed next token, one batch of ``generate``.
+
+    ``M_R(node)``: the prior mass of the titles at or below a node, less those in ``R``, the
+    titles a row may no longer produce (its excluded titles and the ones it has already
+    generated). Inside a title a token's bonus is ``log M_R(child) - log M_R(node)``; the
+    token that closes a title (the first token of ``=>`` with the next title, or the end
+    token) gets ``log p(title) - log M_R(node)``, and a new title starts from the root of the
+    ``=>`` tree with ``R`` grown by the title just closed. Summed over a title's tokens the
+    bonus telescopes to ``log p(title) - log M_R(root)``: ``log p(title)`` for the first
+    title when the prior gives the excluded titles no mass (as :func:`catalog_prior` does
+    with a record's inputs), and ``log (p(title) / (1 - p(titles before it)))`` for a later
+    one: over a whole list, the log-probability of drawing that list from the prior without
+    replacement (Plackett-Luce). Where a token is read two ways at once (it both continues a
+    title and starts ``=>``: alternatives of the decoding state) the masses of the ways add.
+    Written here because no library injects a prefix-tree-structured prior into ``generate``.
+    """
+
+    def __init__(self, trie: CatalogTrie, title_probs: np.ndarray) -> None:
+        self.trie = trie
+        self.p = np.atleast_2d(np.asarray(title_probs, dtype=np.float64))
+        self.mass = trie.masses(self.p)
+        self.total = self.p.sum(axis=1)
+        self.paths = trie.tree_index().paths
+
+    def masses(self, b: int, node: _Node, tree: int, depth: int, removed: Sequence[int]
+               ) -> tuple[float, np.ndarray]:
+        """``M_R`` of ``node`` (at ``depth`` in tree ``tree``: 0 first, 1 ``=>``) and of its
+        children (in token order), ``R`` = ``removed``."""
+        m_node = float(self.mass[b, node.row])
+        m_children = self.mass[b, node.child_rows]  # a copy (fancy indexing)
+        if removed:
+            rem = np.fromiter(removed, dtype=np.int64, count=len(removed))
+            path = self.paths[tree]
+            if depth < path.shape[1]:
+                on = rem[path[rem, depth] == node.row]
+                if len(on):
+                    pr = self.p[b, on]
+                    m_node -= float(pr.sum())
+                    if depth + 1 < path.shape[1] and len(node.child_rows):
+                        below = path[on, depth + 1]
+                        ok = below >= 0
+                        np.subtract.at(m_children, below[ok] - node.child_rows[0], pr[ok])
+        return max(m_node, 0.0), np.maximum(m_children, 0.0)
+
+    def __call__(self, b: int, state: tuple, exclude: frozenset[int], n_titles: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens, bonus)``: the tokens some alternative of ``state`` may take next (eos
+        included), sorted, and each one's bonus (``-inf`` where the prior gives no mass)."""
+        eos, sep = self.trie.eos_token_id, self.trie.next
+        p = self.p[b]
+        excl_mass = float(p[list(exclude)].sum()) if exclude else 0.0
+        toks, vals, before = [], [], []
+        with np.errstate(divide="ignore"):
+            for node, done, end, pos in state:
+                # log-probability of the done titles drawn in order, without replacement
+                root, cond = self.total[b] - excl_mass, 0.0
+                for d in done:
+                    cond += math.log(p[d]) - math.log(root) if p[d] > 0 and root > 0 else -math.inf
+                    root -= p[d]
+                removed = tuple(exclude) + done
+                tree, depth = (1, pos - end) if done else (0, pos)
+                m_node, m_children = self.masses(b, node, tree, depth, removed)
+                log_root = math.log(root) if root > 0 else -math.inf
+                base = cond - log_root
+                before.append(base + (math.log(m_node) if m_node > 0 else -math.inf))
+                toks.append(np.asarray(node.tokens, dtype=np.int64))
+                vals.append(base + np.log(m_children))
+                title = node.title
+                if title is not None and title not in exclude and title not in done:
+                    closed = base + (math.log(p[title]) if p[title] > 0 else -math.inf)
+                    if len(done) + 1 >= n_titles:
+                        toks.append(np.array([eos], dtype=np.int64))
+                        vals.append(np.array([closed]))
+                    else:
+                        root_next = root - p[title]
+                        _, m_sep = self.masses(b, sep, 1, 0, removed + (title,))
+                        log_next = math.log(root_next) if root_next > 0 else -math.inf
+                        toks.append(np.asarray(sep.tokens, dtype=np.int64))
+                        vals.append(closed + np.log(m_sep) - log_next)
+        if not toks:
+            return np.array([], dtype=np.int64), np.array([])
+        tok, inv = np.unique(np.concatenate(toks), return_inverse=True)
+        after = np.full(len(tok), -np.inf)
+        np.logaddexp.at(after, inv, np.concatenate(vals))
+        start = np.logaddexp.reduce(np.array(before))
+        if not np.isfinite(start):  # a path the prior gives no mass (forced): no opinion
+            return tok, np.zeros(len(tok))
+        return tok, after - start
+
+
 class CatalogLogitsProcessor:
     """Masks every token that does not continue a catalog title (one batch of ``generate``).
 
     ``prompt_len`` is the padded prompt length of the batch; ``exclude[b]`` holds the
     title indices batch row ``b`` may not produce; beam ``r`` belongs to row ``r // num_beams``.
+    With ``prior`` (``(rows, titles)`` title probabilities, :func:`catalog_prior`) and
+    ``prior_weight`` > 0, every allowed token also gets ``prior_weight`` times the prior's
+    bonus (:class:`_PriorBonus`): a finished list gains ``prior_weight`` times its
+    log-probability under the prior (the first title ``log p(title)``), the LLM times the
+    prior to that power (a product of experts, D3's collaborative prior).
     """
 
     def __init__(self, trie: CatalogTrie, prompt_len: int, n_titles: int,
-                 exclude: Sequence[frozenset[int]], num_beams: int = 1) -> None:
+                 exclude: Sequence[frozenset[int]], num_beams: int = 1,
+                 prior: np.ndarray | None = None, prior_weight: float = 0.0) -> None:
         self.trie = trie
+        self.prior = _PriorBonus(trie, prior) if prior is not None and prior_weight != 0 else None
+        self.prior_weight = float(prior_weight)
+        self.prior_seconds = 0.0  # of which the prior's bonus
         self.prompt_len = prompt_len
         self.n_titles = n_titles
         self.exclude = list(exclude)
@@ -222,11 +439,34 @@ class CatalogLogitsProcessor:
         mask = torch.full_like(scores, -math.inf)
         for r, toks in enumerate(gen):
             b = r // self.num_beams
-            allowed = self._allowed(b, self._state(b, tuple(toks)))
-            mask[r, allowed] = 0.0
+            state = self._state(b, tuple(toks))
+            allowed = self._allowed(b, state)
+            if self.prior is None:
+                mask[r, allowed] = 0.0
+            else:
+                mask[r, allowed] = torch.as_tensor(self.bonus(b, state, allowed), dtype=mask.dtype,
+                                                   device=mask.device)
         out = scores + mask
         self.seconds += time.perf_counter() - start
         self.calls += 1
+        return out
+
+    def bonus(self, b: int, state: tuple, allowed: Sequence[int]) -> np.ndarray:
+        """``prior_weight`` times the prior's bonus of each ``allowed`` token of row ``b`` in
+        ``state`` (0 without a prior; all 0 where the prior gives every allowed token no mass)."""
+        if self.prior is None:
+            return np.zeros(len(allowed))
+        start = time.perf_counter()
+        tok, bonus = self.prior(b, state, self.exclude[b], self.n_titles)
+        out = np.zeros(len(allowed))
+        if len(tok):  # tokens the prior does not know (the end token of a dead state) get 0
+            want = np.asarray(allowed, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(tok, want), len(tok) - 1)
+            found = tok[pos] == want
+            out[found] = self.prior_weight * bonus[pos[found]]
+        if not np.isfinite(out).any():
+            out[:] = 0.0
+        self.prior_seconds += time.perf_counter() - start
         return out
 
 
@@ -261,6 +501,8 @@ def constrained_generate(
     progress: bool = True,
     stats: dict[str, float] | None = None,
     head: str = "auto",
+    prior: np.ndarray | None = None,
+    prior_weight: float = 0.0,
 ) -> list[str]:
     """Complete each prompt with ``n_titles`` catalog titles joined by the separator.
 
@@ -277,6 +519,13 @@ def constrained_generate(
     either way (the mask allows only catalog tokens); beam search ranks beams by
     log-probabilities, which ``"catalog"`` normalises over the catalog's tokens only: a
     different setting. ``"auto"``: ``"catalog"`` for greedy decoding, else ``"full"``.
+
+    ``prior``: a collaborative prior, ``(prompts, titles)`` probabilities over the trie's
+    titles per prompt (:func:`catalog_prior`); with ``prior_weight`` > 0 each allowed token's
+    log-probability gains ``prior_weight * (log M(next node) - log M(node))``, M a node's
+    prior mass, so a whole list gains ``prior_weight`` times its log-probability under the
+    prior (D3, Bao et al. 2024). ``prior_weight`` 0 decodes exactly as without a prior.
+    ``stats`` then also receives ``prior_seconds`` (within ``constraint_seconds``).
     """
     import torch
     from tqdm.auto import tqdm
@@ -286,6 +535,13 @@ def constrained_generate(
         raise LlmrecError(f"n_titles must be at least 1, got {n_titles}")
     if exclude is not None and len(exclude) != len(prompts):
         raise LlmrecError(f"exclude has {len(exclude)} entries for {len(prompts)} prompts; give one per prompt")
+    if not (math.isfinite(prior_weight) and prior_weight >= 0):
+        raise LlmrecError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
+    if prior is not None:
+        prior = np.atleast_2d(np.asarray(prior, dtype=np.float64))
+        if prior.shape != (len(prompts), len(trie.titles)):
+            raise LlmrecError(f"prior has shape {prior.shape}; give one row of {len(trie.titles)} "
+                              f"title probabilities per prompt ({len(prompts)}), from catalog_prior")
     kwargs = _generate_kwargs(preset)
     num_beams = int(kwargs.get("num_beams", 1) or 1)
     if head not in CONSTRAINED_HEADS:
@@ -308,7 +564,7 @@ def constrained_generate(
     was_training = model.training
     model.eval()
     started = time.perf_counter()
-    spent, steps, kept = 0.0, 0, 0
+    spent, prior_spent, steps, kept = 0.0, 0.0, 0, 0
     try:
         if restrict_to is not None:  # strict: where the setting's beams depend on it
             restrict.enter_context(restricted_head(model, restrict_to, strict=not greedy))
@@ -317,7 +573,9 @@ def constrained_generate(
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                             add_special_tokens=True).to(device)
             plen = enc["input_ids"].shape[1]
-            proc = CatalogLogitsProcessor(trie, plen, n_titles, [excl[i] for i in batch], num_beams)
+            proc = CatalogLogitsProcessor(trie, plen, n_titles, [excl[i] for i in batch], num_beams,
+                                          prior=None if prior is None else prior[batch],
+                                          prior_weight=prior_weight)
             torch.manual_seed(seed + n)
             with torch.inference_mode():
                 seqs = model.generate(
@@ -326,6 +584,7 @@ def constrained_generate(
                     eos_token_id=trie.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                 )
             spent += proc.seconds
+            prior_spent += proc.prior_seconds
             steps += proc.calls
             for row, i in enumerate(batch):
                 toks = seqs[row, plen:].tolist()
@@ -345,7 +604,7 @@ def constrained_generate(
         model.train(was_training)
     if stats is not None:
         stats.update(seconds=time.perf_counter() - started, constraint_seconds=spent, steps=steps,
-                     new_tokens=kept)
+                     new_tokens=kept, prior_seconds=prior_spent)
     return [o or "" for o in out]
 
 
@@ -359,18 +618,35 @@ class ConstrainedGeneration(Recommender):
     lookup in ``catalog`` (``Catalog.exact``): no matcher is involved. Each prediction also
     says whether :func:`llmrec.parsing.parse_completion` reads the same titles
     (``parser_agrees``); the settings add the constraint's own cost.
+
+    ``prior``: a fitted baseline (:mod:`llmrec.baselines`; ``popularity`` or ``item_knn``)
+    whose per-record item scores become a prior over the titles (:func:`catalog_prior`),
+    injected into the decoding with ``prior_weight`` (:func:`constrained_generate`). The
+    setting then ends in ``+<baseline>-prior`` (``lora/constrained-greedy+item_knn-prior``);
+    :meth:`settings` records the prior's name and weight. Choose the weight on validation
+    records with :func:`choose_prior_weight`. The prior gives a record's inputs no mass, so
+    at a weight above 0 they are never recommended, even without ``exclude_inputs``.
     """
 
     def __init__(self, model: Any, tokenizer: Any, movies, catalog: Catalog, trie: CatalogTrie,
                  *, system: str, setting: str, style: str = "alpaca",
                  preset: str | Mapping[str, Any] = "beam4", batch_size: int = 8,
                  max_new_tokens: int | None = None, seed: int = 0, k: int = 4,
-                 exclude_inputs: bool = True, progress: bool = True):
+                 exclude_inputs: bool = True, progress: bool = True,
+                 prior: Any = None, prior_weight: float = 0.0):
+        if not (math.isfinite(prior_weight) and prior_weight >= 0):
+            raise LlmrecError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
+        if prior is None and prior_weight:
+            raise LlmrecError("prior_weight is set but no prior is given; pass a fitted baseline "
+                              "as prior (e.g. fit_baseline('item_knn', ...))")
         self.model, self.tokenizer, self.movies, self.catalog, self.trie = (
             model, tokenizer, movies, catalog, trie)
         self.system, self.setting, self.style, self.preset = system, setting, style, preset
         self.batch_size, self.max_new_tokens, self.seed, self.k = batch_size, max_new_tokens, seed, k
         self.exclude_inputs, self.progress = exclude_inputs, progress
+        self.prior, self.prior_weight = prior, float(prior_weight)
+        if prior is not None:
+            self.setting = f"{setting}+{prior_name(prior)}-prior"
         self.stats: dict[str, float] = {}
         self.parser_agreement = float("nan")
 
@@ -380,11 +656,14 @@ class ConstrainedGeneration(Recommender):
         exclude = ([titles_for(r.input_ids, names) for r in records.itertuples()]
                    if self.exclude_inputs else None)
         self.stats = {}
+        probs = (catalog_prior(self.prior, self.trie, self.catalog, list(records["input_ids"]))
+                 if self.prior is not None and self.prior_weight else None)
         texts = constrained_generate(self.model, self.tokenizer, prompts, self.trie,
                                      preset=self.preset, n_titles=self.k,
                                      batch_size=self.batch_size,
                                      max_new_tokens=self.max_new_tokens, exclude=exclude,
-                                     seed=self.seed, progress=self.progress, stats=self.stats)
+                                     seed=self.seed, progress=self.progress, stats=self.stats,
+                                     prior=probs, prior_weight=self.prior_weight)
         out = []
         for text in texts:
             titles = [t for t in text.split(self.trie.separator) if t] if text else []
@@ -414,4 +693,37 @@ class ConstrainedGeneration(Recommender):
             "new_tokens": int(self.stats.get("new_tokens", 0)),
             "prompts_per_second": round(n / gen, 4) if n and gen > 0 else float("nan"),
             "parser_agreement": self.parser_agreement,
+            "prior": prior_name(self.prior) if self.prior is not None else None,
+            "prior_weight": self.prior_weight,
+            "prior_seconds": round(self.stats.get("prior_seconds", 0.0), 3),
         }
+
+
+def prior_name(prior: Any) -> str:
+    """A prior's name in a setting: the baseline's name."""
+    return str(getattr(prior, "name", None) or getattr(prior, "kind", None) or type(prior).__name__)
+
+
+def choose_prior_weight(build_system: Callable[[float], Recommender], valid_records,
+                        task: Task, grid: Sequence[float] = PRIOR_WEIGHTS
+                        ) -> tuple[float, pd.DataFrame]:
+    """The prior weight with the best validation MAP@K, and the table of every weight's.
+
+    ``build_system(weight)`` returns the constrained recommender with that prior weight
+    (e.g. a :class:`ConstrainedGeneration` with ``prior_weight=weight``); each is scored on
+    ``valid_records`` through :func:`llmrec.evaluation.evaluate` (no files written). Ties
+    go to the smaller weight (:func:`llmrec.weights.choose_weight`); with 0 in the grid
+    (the default) the chosen weight is never worse on validation than plain constrained
+    decoding. The frame has ``weight``, ``map_at_K`` and the run's ``seconds``.
+    """
+    seconds: dict[float, float] = {}
+
+    def score_at(weight: float) -> float:
+        _, metrics = evaluate(build_system(weight), valid_records, task)
+        seconds[weight] = metrics["seconds"]
+        return float(metrics[f"map_at_{task.k}"])
+
+    best, frame = choose_weight(score_at, grid)
+    frame = frame.rename(columns={"score": f"map_at_{task.k}"})
+    frame["seconds"] = frame["weight"].map(seconds)
+    return best, frame
