@@ -137,7 +137,7 @@ class Chapter:
 
     def adapter(self, split: str) -> Path | None:
         """Chapter 4's LoRA adapter of ``split`` in this run folder, or None before it ran."""
-        return adapter_in(self.run_dir, split)
+        return adapter_in(self.run_dir, split, self.P["prompt_style"])
 
     def load_tuned(self, split: str) -> tuple[Any, Any]:
         """The parameters' model with chapter 4's adapter of ``split`` (see :meth:`adapter`)."""

@@ -19,6 +19,7 @@ CLI_MODULES = [
     "llmrec.records",
     "llmrec.matching",
     "llmrec.train",
+    "llmrec.learning_curve",
     "llmrec.runner",
     "llmrec.results",
     "llmrec.costs",

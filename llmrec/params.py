@@ -49,6 +49,11 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "matcher": ((str,), "normalized", "title matcher: common_chars | levenshtein | normalized | embedding"),
     "lora": ((dict,), {}, "LoRA training options over the profile's (see llmrec.train.TrainConfig)"),
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
+    "prompt_style": ((str,), "alpaca",
+                     "the tuned model's prompt: alpaca (the blog's) | compact (ours, no preamble)"),
+    "curve": ((list, type(None)), None,
+              "learning-curve sizes in training records, null in the list for all "
+              "(null: the profile's, llmrec.learning_curve.CURVES)"),
     "chapters": ((list, type(None)), None, "notebooks to run (null: all)"),
     "run_dir": ((str,), "runs/dev", "where this run writes its artefacts (relative: to the repository)"),
     "common_dir": ((str, type(None)), None,
@@ -57,7 +62,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "interactive": ((bool,), False, "build widgets (set True in JupyterLab; papermill runs keep False)"),
 }
 
-PROFILES = ("smoke", "quick", "cpu", "full")
+PROFILES = ("smoke", "quick", "cpu", "long", "full")
 #: Chapter 6's decoding sweep per profile: validation records of the grid, its temperatures
 #: and top-p values, and how many of those records the greedy/4-beam cost comparison times.
 #: cpu: measured on SmolLM2 (2 busy cores), about 2.4 s a sampled record, 6.4 s a 4-beam one.
@@ -65,6 +70,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "smoke": {"n_records": 3, "temperature": [0.5, 1.2], "top_p": [0.9, 1.0], "n_cost": 2},
     "quick": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.9], "n_cost": 4},
     "cpu": {"n_records": 12, "temperature": [0.3, 0.7, 1.2], "top_p": [0.8, 1.0], "n_cost": 8},
+    "long": {"n_records": 12, "temperature": [0.3, 0.7, 1.2], "top_p": [0.8, 1.0], "n_cost": 8},
     "full": {"n_records": 300, "temperature": [0.2, 0.5, 0.8, 1.1, 1.5], "top_p": [0.7, 0.9, 1.0],
              "n_cost": 100},
 }
@@ -73,7 +79,26 @@ SIZES: dict[str, dict[str, int | None]] = {
     "smoke": {"constrained": 8, "rerank": 8, "ablation": 8, "timing": 4},
     "quick": {"constrained": None, "rerank": 12, "ablation": 8, "timing": 4},
     "cpu": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
+    "long": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
+}
+#: Chapter 8's sizes per profile: the trained ranker's examples (``train``; ``valid`` for its
+#: validation loss) and epochs, the validation records the fusion weight is chosen on
+#: (``fusion_valid``: the ranker scores them, one forward pass each) and those the constrained
+#: generator's prior weight is chosen on (``prior_valid``: a generation per record and weight),
+#: and the seeded sample of test records constrained generation is scored on
+#: (``generation_test``, inside ``eval_limit``'s). None: all.
+RANKING: dict[str, dict[str, int | None]] = {
+    "smoke": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 8, "prior_valid": 4,
+              "generation_test": 4},
+    "quick": {"train": 16, "valid": 8, "epochs": 1, "fusion_valid": 16, "prior_valid": 6,
+              "generation_test": 8},
+    "cpu": {"train": 128, "valid": 32, "epochs": 1, "fusion_valid": 200, "prior_valid": 24,
+            "generation_test": 100},
+    "long": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 48,
+             "generation_test": 300},
+    "full": {"train": None, "valid": None, "epochs": 1, "fusion_valid": None, "prior_valid": 200,
+             "generation_test": None},
 }
 #: Baseline options per profile: the previews train SASRec for a fixed 8 epochs (seconds)
 #: instead of choosing its epochs on validation (up to 60, minutes).
@@ -114,6 +139,11 @@ def validate(params: Mapping[str, Any], source: str = "parameters") -> dict[str,
                          ("device", DEVICES)):
         if out[key] not in allowed:
             raise LlmrecError(f"{source}: key {key!r} must be one of {list(allowed)}, got {out[key]!r}")
+    if out["prompt_style"] not in ("alpaca", "compact"):
+        raise LlmrecError(f"{source}: key 'prompt_style' must be 'alpaca' or 'compact', got {out['prompt_style']!r}")
+    for n in out["curve"] or []:
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise LlmrecError(f"{source}: key 'curve' lists {n!r}; give training-record counts >= 1, or null for all")
     for split in out["splits"]:
         if split not in ("temporal", "blog"):
             raise LlmrecError(f"{source}: key 'splits' has {split!r}; use 'temporal' and/or 'blog'")

@@ -5,7 +5,7 @@ setting x split with ``map_at_4``, its interval and ``n_records``) and returns a
 matplotlib figure drawn with seaborn, with a title, axis labels with units and the number
 of records behind it. Chapter figures: :func:`map_intervals` (MAP@4 with intervals, the
 baselines as reference lines), :func:`paired_differences`, :func:`failure_shares`,
-:func:`loss_curves`. Summaries: :func:`blog_vs_ours`, :func:`size_trend`
+:func:`loss_curves`, :func:`learning_curve`. Summaries: :func:`blog_vs_ours`, :func:`size_trend`
 (:func:`summary_figures` saves both).
 
 matplotlib and seaborn are imported inside the functions: this module is imported by the
@@ -132,6 +132,50 @@ def decoding_sweep(grid: pd.DataFrame, title: str):
         ax.set_xlabel("temperature (unitless; 1 = the model's own)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve(points: pd.DataFrame, title: str, references: pd.DataFrame | None = None):
+    """MAP@4 (95% interval) against training records (log x), and validity and hallucination
+    rate on a second panel: one point per adapter of the curve (rows with ``train_records``,
+    ``n_records`` and the metrics); the baselines as dashed horizontal lines."""
+    plt, sns = _pyplot()
+    points = points.sort_values("train_records").reset_index(drop=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4))
+    x = points["train_records"]
+    low, high = _errors(points)
+    left.errorbar(x, points["map_at_4"], yerr=[low, high], marker="o", capsize=4,
+                  label="LoRA-tuned (95% interval)")
+    for _, r in points.iterrows():
+        left.annotate(f"{int(r['train_epochs'])} ep, {r['train_wall_seconds'] / 60:.0f} min",
+                      (r["train_records"], r["map_at_4"]), xytext=(5, -12),
+                      textcoords="offset points", fontsize=7)
+    top = float(points["map_at_4_high"].max())
+    if references is not None and len(references):
+        palette = sns.color_palette("Dark2", len(references))
+        for c, (_, r) in zip(palette, references.iterrows(), strict=True):
+            left.axhline(r["map_at_4"], ls="--", lw=1, color=c,
+                         label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
+            top = max(top, float(r["map_at_4"]))
+    left.set_xscale("log")
+    left.set_ylim(0, max(top * 1.2, 1e-3))
+    n = sorted(set(points["n_records"].astype(int)))
+    left.set_title(f"MAP@4 against training records (n={', '.join(map(str, n))} test records)")
+    left.set_xlabel("training records (log scale)")
+    left.set_ylabel(MAP_LABEL)
+    left.legend(fontsize=8, loc="upper left")
+    for measure, name in (("validity", "validity (share of completions)"),
+                          ("hallucination_rate", "hallucination rate (share of titles)")):
+        if measure in points:
+            right.plot(x, points[measure], marker="o", label=name)
+    right.set_xscale("log")
+    right.set_ylim(0, 1.05)
+    right.set_title("Format: valid answers and titles outside the catalog")
+    right.set_xlabel("training records (log scale)")
+    right.set_ylabel("share (0 to 1)")
+    right.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

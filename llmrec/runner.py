@@ -51,7 +51,7 @@ from llmrec.results import aggregate
 
 #: The chapters of the report, in order (a missing one is flagged, not fatal).
 EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
-                     "05_baselines", "06_decoding", "07_beyond"]
+                     "05_baselines", "06_decoding", "07_beyond", "08_llm_with_cf"]
 #: Chapters that do not depend on the model (matched on the name after the number).
 COMMON_CHAPTERS = {"data", "baselines"}
 

@@ -74,6 +74,10 @@ class TrainConfig:
     bitsandbytes + ``peft.prepare_model_for_kbit_training``). ``max_steps`` stops early
     (smoke). ``save_every_steps``: also checkpoint every N optimizer steps (None: per epoch
     only). ``max_loss``: a step loss above it counts as exploding and stops the run.
+    ``validations_per_epoch``: validation passes per epoch, at evenly spaced steps (the last
+    at the epoch's end). ``patience``: early stopping: stop after this many validations in a
+    row without a lower validation loss, and keep the adapter of the lowest one (None: train
+    every epoch and keep the last adapter).
     """
 
     r: int = 8
@@ -99,6 +103,8 @@ class TrainConfig:
     save_every_steps: int | None = None
     keep_checkpoints: int = 2
     max_loss: float = 100.0
+    patience: int | None = None
+    validations_per_epoch: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,6 +117,10 @@ class TrainConfig:
 #: tokens, the longest about 220: nothing is cut), with a higher learning rate (1e-3, warm-up
 #: 4 steps) because it takes so few steps. ``quick`` is a notebook's own preview (a minute of
 #: training: 32 records, one epoch). ``smoke`` runs the code paths on the tiny model.
+#: ``long`` is the CPU's decisive run (hours): every training record for one epoch, the loss
+#: of 128 validation records measured 4 times an epoch, early stopping after 2 validations
+#: without a new lowest (the adapter of the lowest kept), in the compact prompt
+#: (``params/*-long.yaml``).
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=512, max_train_records=32,
                   max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
@@ -118,6 +128,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
     "cpu": dict(epochs=2, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=128,
                 max_valid_records=32, warmup_steps=4, learning_rate=1e-3),
+    "long": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=None,
+                 max_valid_records=128, warmup_steps=8, learning_rate=1e-3, patience=2,
+                 validations_per_epoch=4),
     "full": dict(),
 }
 
@@ -154,9 +167,12 @@ def config_for(profile: str = "cpu", **overrides: Any) -> TrainConfig:
         raise LlmrecError(f"lora option 'mixed_precision' must be null, bf16 or fp16, got {config.mixed_precision!r}")
     if config.quantization not in (None, "8bit", "4bit"):
         raise LlmrecError(f"lora option 'quantization' must be null, 8bit or 4bit, got {config.quantization!r}")
-    for key in ("r", "alpha", "epochs", "batch_size", "grad_accum", "cutoff_len"):
+    for key in ("r", "alpha", "epochs", "batch_size", "grad_accum", "cutoff_len",
+                "validations_per_epoch"):
         if getattr(config, key) < 1:
             raise LlmrecError(f"lora option {key!r} must be at least 1, got {getattr(config, key)}")
+    if config.patience is not None and config.patience < 1:
+        raise LlmrecError(f"lora option 'patience' must be null or at least 1, got {config.patience}")
     if not config.target_modules or not all(isinstance(m, str) for m in config.target_modules):
         raise LlmrecError("lora option 'target_modules' must be a non-empty list of module names")
     return config
@@ -172,7 +188,9 @@ class TrainResult:
     one dict per optimizer step (``step``, ``epoch``, ``loss``, ``tokens``, ``lr``).
     ``world_size``: the processes that trained (``accelerate launch``: one per GPU), each on
     its own share of every epoch's batches; ``batches_per_process``: the training
-    micro-batches each one ran in this session.
+    micro-batches each one ran in this session. ``best_epoch``: the epoch whose adapter was
+    kept (the lowest validation loss under early stopping, else the last); ``stopped_early``:
+    training stopped before its last epoch because the validation loss stopped falling.
     ``train_tokens``: non-padding tokens through forward and backward; ``tokens_per_s`` is
     that over ``train_seconds`` (training steps only); ``wall_seconds`` adds validation and
     checkpoints, summed over resumed sessions.
@@ -200,6 +218,8 @@ class TrainResult:
     data_fingerprint: str = ""
     world_size: int = 1
     batches_per_process: list[int] = field(default_factory=list)
+    best_epoch: float | None = None
+    stopped_early: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -488,6 +508,38 @@ def _valid_loss(model: Any, features: list[dict], batch_size: int, pad_id: int, 
     return float(stats[0] / stats[1]) if float(stats[1]) else None
 
 
+BEST_ADAPTER = "best-adapter"
+
+
+def _save_adapter(model: Any, folder: Path) -> None:
+    """Save the adapter into a temporary folder, then rename it: never half-written."""
+    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _validation_points(steps: int, per_epoch: int) -> set[int]:
+    """The steps of an epoch (1-based) after which the validation loss is measured: ``per_epoch``
+    evenly spaced ones, the last at the epoch's end."""
+    return {max(1, round(steps * (i + 1) / per_epoch)) for i in range(per_epoch)}
+
+
+def _early_stopping(state: dict[str, Any], valid: float, epoch: float, patience: int,
+                    save_best: Callable[[], None], last_epoch: int) -> None:
+    """Track the lowest validation loss in ``state``; save the adapter when it falls; mark
+    ``stopped_early`` after ``patience`` validations in a row without a new lowest (before the
+    end of ``last_epoch``: after it there is nothing left to skip). ``epoch``: where the
+    validation happened (fractional within an epoch)."""
+    if state["best_valid"] is None or valid < state["best_valid"]:
+        state["best_valid"], state["best_epoch"], state["bad_epochs"] = valid, epoch, 0
+        save_best()
+    else:
+        state["bad_epochs"] += 1
+        state["stopped_early"] = state["bad_epochs"] >= patience and epoch < last_epoch
+
+
 def _epoch_entry(epoch: float, step: int, log: list[dict], valid: float | None) -> dict[str, Any]:
     tokens = sum(s["tokens"] for s in log)
     train = sum(s["loss"] * s["tokens"] for s in log) / tokens if tokens else None
@@ -589,7 +641,8 @@ def train_lora(
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "step_in_epoch": 0, "history": [],
                              "step_log": [], "train_tokens": 0, "train_seconds": 0.0,
-                             "wall_seconds": 0.0, **key}
+                             "wall_seconds": 0.0, "best_valid": None, "best_epoch": None,
+                             "bad_epochs": 0, "stopped_early": False, **key}
     resumed_from = None
     done = _checkpoints(out_dir)
     if done:
@@ -620,7 +673,7 @@ def train_lora(
                unit="step", disable=not (progress and accelerator.is_local_main_process))
     try:
         for epoch in range(state["epoch"], config.epochs):
-            if state["step"] >= total_steps:
+            if state["step"] >= total_steps or state.get("stopped_early"):
                 break
             steps = epoch_steps(epoch)
             for k in range(state["step_in_epoch"], len(steps)):
@@ -665,14 +718,23 @@ def train_lora(
                     callback(step_no, step_loss)
                 at_end = k + 1 == len(steps)
                 stop = step_no >= total_steps
-                if at_end or stop:
-                    log = [s for s in state["step_log"] if s["epoch"] == epoch + 1]
+                midway = (k + 1) in _validation_points(len(steps), config.validations_per_epoch)
+                if at_end or stop or midway:
+                    log = [s for s in state["step_log"] if s["epoch"] == epoch + 1
+                           and s["step"] > state.get("last_validated_step", 0)]
+                    state["last_validated_step"] = step_no
                     valid = _valid_loss(model, valid_feats, config.batch_size, pad_id, device,
                                         accelerator)
                     when = epoch + 1 if at_end else round(epoch + (k + 1) / len(steps), 4)
                     state["history"].append(_epoch_entry(when, step_no, log, valid))
                     if at_end:
                         state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+                    if config.patience is not None and valid is not None:
+                        _early_stopping(state, valid, when, config.patience,
+                                        lambda: _save_adapter(unwrapped, out_dir / BEST_ADAPTER)
+                                        if accelerator.is_main_process else None,
+                                        config.epochs)
+                        stop = stop or state["stopped_early"]
                     checkpoint()
                 elif config.save_every_steps and step_no % config.save_every_steps == 0:
                     checkpoint()
@@ -690,12 +752,14 @@ def train_lora(
     wall = wall_before + time.perf_counter() - session_start
     per_process = accelerator.gather(torch.tensor([n_micro], device=device)).tolist()
     adapter_dir = out_dir / "adapter"
+    best = out_dir / BEST_ADAPTER
     if accelerator.is_main_process:
-        tmp = out_dir / f".tmp-adapter-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(tmp)
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        os.replace(tmp, adapter_dir)
+        if config.patience is not None and best.is_dir():  # the best epoch's, not the last one's
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+            shutil.copytree(best, adapter_dir)
+        else:
+            _save_adapter(unwrapped, adapter_dir)
+    last_epoch = state["history"][-1]["epoch"] if state["history"] else None
     result = TrainResult(
         out_dir=str(out_dir), adapter_dir=str(adapter_dir), model_name=str(model_name),
         config=config.to_dict(), n_train=len(train_pairs), n_valid=len(valid_pairs),
@@ -708,6 +772,8 @@ def train_lora(
         resumed_from_step=resumed_from,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         data_fingerprint=fingerprint, world_size=world, batches_per_process=per_process,
+        best_epoch=state["best_epoch"] if config.patience is not None and best.is_dir() else last_epoch,
+        stopped_early=bool(state["stopped_early"]),
     )
     if accelerator.is_main_process:
         write_json(result_path, result.to_dict())
@@ -751,9 +817,22 @@ def default_out_dir(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) if split == "temporal" else Path(run_dir) / f"lora-{split}"
 
 
-def adapter_in(run_dir: str | Path, split: str) -> Path | None:
+def curve_dir(run_dir: str | Path, split: str, style: str, name: str) -> Path:
+    """Where a learning-curve point trains (:mod:`llmrec.learning_curve`):
+    ``run_dir/curve/<split>/<style>-<name>`` (``name``: its training records, or ``all``)."""
+    return Path(run_dir) / "curve" / split / f"{style}-{name}"
+
+
+def tuned_dir(run_dir: str | Path, split: str, style: str = "alpaca") -> Path:
+    """Where chapter 4's tuned model of ``split`` trains: the Alpaca adapter (the blog's format)
+    in :func:`default_out_dir`, a compact one at the learning curve's largest point (one
+    training serves both)."""
+    return default_out_dir(run_dir, split) if style == "alpaca" else curve_dir(run_dir, split, style, "all")
+
+
+def adapter_in(run_dir: str | Path, split: str, style: str = "alpaca") -> Path | None:
     """The trained LoRA adapter of ``split`` in the run folder ``run_dir``, or None."""
-    folder = default_out_dir(run_dir, split) / "adapter"
+    folder = tuned_dir(run_dir, split, style) / "adapter"
     return folder if (folder / "adapter_config.json").is_file() else None
 
 
