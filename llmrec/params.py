@@ -78,7 +78,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
 SIZES: dict[str, dict[str, int | None]] = {
     "smoke": {"constrained": 8, "rerank": 8, "ablation": 8, "timing": 4},
     "quick": {"constrained": None, "rerank": 12, "ablation": 8, "timing": 4},
-    "cpu": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
+    "cpu": {"constrained": None, "rerank": 100, "ablation": 30, "timing": 16},
     "long": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
 }
