@@ -32,7 +32,7 @@ CURVES: dict[str, tuple[int | None, ...]] = {
     "smoke": (8, 16),
     "quick": (16, 32),
     "cpu": (32, 128),
-    "long": (128, 512, 2048, None),
+    "long": (128, 512, 1024, None),
     "full": (128, 512, 2048, None),
 }
 #: Prompt formats a tuned model can be trained on (``llmrec.prompts``).

@@ -66,6 +66,17 @@ SETTINGS = {
     "<prompt>/with-year, no-year, dislikes, n-input-2, n-input-4": "prompt ablations: titles "
         "with or without years, the user's dislikes added, only the last 2 or 4 liked movies",
     "decoding/sample-tT-pP, greedy, beam4": "decoding settings on validation records (chapter 6)",
+    "lora-compact-N/<preset>": "after LoRA fine-tuning on a seeded N of the training records "
+                               "(`all`: every one), compact prompt: a point of the learning curve "
+                               "(chapter 4)",
+    "lora-ranker-R/letters": "an adapter trained LlamaRec-style to pick a held-out like among "
+                             "retriever R's top 20 (letters A-T); one forward pass per record "
+                             "(chapter 8)",
+    "lora-ranker-R/fused": "R's standardised score + lambda x the trained ranker's "
+                           "log-probability, lambda chosen on validation records (chapter 8)",
+    "<llm>/constrained-greedy+R-prior": "constrained greedy decoding of the tuned model with "
+                                        "retriever R's scores as a prior over titles, its weight "
+                                        "chosen on validation records (chapter 8)",
     "published": "the blog's own MAP@K as published: its split, K and matching; not recomputed",
 }
 
