@@ -2,12 +2,14 @@
 
 An estimate by arithmetic, not a measurement; every assumption is a named constant here:
 
-- Training (chapter 4): 6 FLOPs per parameter per token, the usual figure (forward 2,
-  backward 4), for ``epochs`` passes over the training records, plus a forward pass (2 per
-  parameter per token) over the validation records once per epoch and once before
-  training. LoRA skips the frozen weights' gradients (about 2 of the 4), so 6 is an upper
-  figure that leaves room for what the count leaves out (padding, attention, the
-  optimizer, dequantizing 4-bit weights).
+- Training (chapter 4's adapter per split and its learning curve's points, chapter 8's
+  ranker): 6 FLOPs per parameter per token, the usual figure (forward 2, backward 4), for
+  ``epochs`` passes over the training records, plus a forward pass (2 per parameter per
+  token) over the validation records at each validation (``validations_per_epoch`` an
+  epoch) and once before training. Early stopping is not counted: every epoch runs, so
+  those hours are a ceiling. LoRA skips the frozen weights' gradients (about 2 of the 4),
+  so 6 is an upper figure that leaves room for what the count leaves out (padding,
+  attention, the optimizer, dequantizing 4-bit weights).
 - Generation: the prompt costs 2 FLOPs per parameter per token (per beam: beam search
   copies the prompt to every beam); each new token 2 per parameter per sequence, but a
   decoding step cannot be faster than reading the weights and the KV cache once from GPU
@@ -20,25 +22,36 @@ An estimate by arithmetic, not a measurement; every assumption is a named consta
 - The data: ml-100k's record counts and prompt lengths in tokens (:data:`ML100K`),
   measured with SmolLM2's tokenizer (49k vocabulary; LLaMA's 32k vocabulary, which also
   splits numbers into digits, gives somewhat more tokens).
-- The chapters' own sizes (:data:`SWEEPS` of chapter 6, :data:`SIZES` of chapter 7) are
-  copies of the notebooks' (a test keeps them equal). Chapters 1 and 5 use no LLM.
+- The chapters' own sizes are the package's, read here, not copied: :data:`SWEEPS` of
+  chapter 6, :data:`SIZES` of chapter 7, the learning curve's :data:`CURVES` of chapter 4,
+  :data:`RANKING` and the prior weights of chapter 8 (a test checks that the notebooks
+  read the same names). Chapters 1 and 5 use no LLM.
+- Chapter 8: the ranker trains on the retriever's 20 candidates of the training records
+  that keep a held-out like among them (:attr:`Data.ranker_kept`), then scores the
+  validation records the fusion weight is chosen on and the test records, one forward pass
+  each (the fusion reuses those scores); constrained greedy decoding with the prior runs
+  once per prior weight on its validation sample, then plain and with the prior on its
+  test sample.
 
 ``python -m llmrec costs params/llama-7b.yaml ...`` prints the table the README quotes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmrec.constrained import PRIOR_WEIGHTS
 from llmrec.decoding import PRESETS
 from llmrec.errors import LlmrecError
+from llmrec.learning_curve import CURVES, label, point_config
 from llmrec.models import EMBEDDED_MODELS
-from llmrec.params import SIZES, SWEEPS, load_params
-from llmrec.train import config_for
+from llmrec.params import PREVIEW_PROFILES, RANKING, SIZES, SWEEPS, load_params
+from llmrec.train import TrainConfig, config_for
 
 GB = 1e9
 
@@ -100,26 +113,41 @@ class Data:
     n_train: Mapping[str, int]
     n_valid: Mapping[str, int]
     n_test: Mapping[str, int]
-    prompt_tokens: Mapping[str, float]  # per prompt style
+    prompt_tokens: Mapping[str, float]  # per prompt style (``ranker``: chapter 8's letters)
     record_tokens: float  # a training record: Alpaca prompt + answer
     title_tokens: float  # one catalog title with its year
+    compact_record_tokens: float  # a training record in the compact prompt
+    ranker_tokens: float  # a ranker example: 6 liked titles, 20 candidates, the letter
+    ranker_max_tokens: int  # the longest ranker example (its batch is padded to it)
+    #: the share of a part's records (``train``, ``valid``) that keep a held-out like among
+    #: the retriever's top 20: the ranker's examples (the others are dropped)
+    ranker_kept: Mapping[str, float]
 
 
 #: ml-100k (seed 0): counts from ``split_records``; tokens are means over 300 temporal test
-#: prompts (500 training records, every title) with SmolLM2's tokenizer.
+#: prompts (500 training records, every title) with SmolLM2's tokenizer. The compact and
+#: ranker figures: the same records (ranker: 500 temporal training examples of item-kNN's
+#: top 20, the longest over both splits); ``ranker_kept``: 87-92 % of the training records,
+#: 49-55 % of the validation records, for item-kNN and EASE on both splits.
 ML100K = Data(
     n_train={"temporal": 3511, "blog": 3935},
     n_valid={"temporal": 703, "blog": 256},
     n_test={"temporal": 897, "blog": 920},
     prompt_tokens={"zero-shot": 83.1, "chat": 125.1, "few-shot": 342.1, "alpaca": 137.4,
-                   "dislikes": 138.2},
+                   "dislikes": 138.2, "compact": 75.2, "ranker": 383.3},
     record_tokens=183.3,
     title_tokens=10.9,
+    compact_record_tokens=121.4,
+    ranker_tokens=385.3,
+    ranker_max_tokens=472,
+    ranker_kept={"train": 0.89, "valid": 0.5},
 )
 
 N_CANDIDATES = 20  # chapter 7's retriever proposes 20 candidates
 N_ABLATIONS = 5  # with-year, no-year, dislikes, 2 inputs, 4 inputs
-CHAPTERS = ("02_zero_shot", "03_few_shot", "04_lora_finetune", "06_decoding", "07_beyond")
+CHAPTERS = ("02_zero_shot", "03_few_shot", "04_lora_finetune", "06_decoding", "07_beyond",
+            "08_llm_with_cf")
+RANKER_BATCH = 8  # llmrec.ranker.TrainedRanker's prompts per forward pass (chapter 8's default)
 CUDA_CONTEXT_BYTES = 1 * GB  # the CUDA context and the allocator's slack
 
 
@@ -167,6 +195,7 @@ def passes(params: Mapping[str, Any], data: Data = ML100K, instruct: bool = Fals
     def gen(chapter, what, n, style, preset):
         out.append(Pass(chapter, what, n, tok[style], _beams(preset), new, bs))
 
+    tuned = params["prompt_style"]  # the tuned model's prompt (alpaca or compact)
     for split in splits:
         n_test = data.n_test[split]
         for preset in params["presets"]:
@@ -179,8 +208,12 @@ def passes(params: Mapping[str, Any], data: Data = ML100K, instruct: bool = Fals
                 "few-shot", preset)
         for preset in params["lora_presets"]:
             gen("04_lora_finetune", f"LoRA {preset} ({split})", _cap(n_test, preset, params),
-                "alpaca", preset)
-    sweep, first = SWEEPS[profile], splits[0]
+                tuned, preset)
+    first = splits[0]
+    for name, _ in curve_points(params, data):  # section 4.6: every point, greedy, compact prompt
+        gen("04_lora_finetune", f"curve {name} greedy ({first})",
+            _cap(data.n_test[first], "greedy", params), "compact", "greedy")
+    sweep = SWEEPS[profile]
     style = "chat" if instruct else "few-shot"
     grid = min(sweep["n_records"], data.n_valid[first])
     for _ in range(len(sweep["temperature"]) * len(sweep["top_p"])):
@@ -209,7 +242,38 @@ def passes(params: Mapping[str, Any], data: Data = ML100K, instruct: bool = Fals
         for variant in range(N_ABLATIONS):
             gen("07_beyond", f"ablation {variant + 1} ({split})", size("ablation", split),
                 "dislikes" if variant == 2 else ("chat" if instruct else "zero-shot"), "greedy")
+
+    rank = RANKING[profile]  # chapter 8, on the first split
+
+    def upto(n, cap):
+        return n if cap is None else min(n, cap)
+
+    n_test = data.n_test[first]
+    scored = n_test if profile not in PREVIEW_PROFILES else _cap(n_test, "greedy", params)
+    for what, n in (("fusion validation", upto(data.n_valid[first], rank["fusion_valid"])),
+                    ("test", scored)):
+        out.append(Pass("08_llm_with_cf", f"ranker {what} ({first})", n, tok["ranker"], 1, 0,
+                        RANKER_BATCH))
+    prior_valid = upto(data.n_valid[first], rank["prior_valid"])
+    for weight in PRIOR_WEIGHTS:
+        gen("08_llm_with_cf", f"constrained greedy, prior weight {weight:g} ({first} validation)",
+            prior_valid, tuned, "greedy")
+    gen_test = _cap(upto(n_test, rank["generation_test"]), "greedy", params)
+    for what in ("constrained greedy", "constrained greedy + prior"):
+        gen("08_llm_with_cf", f"{what} ({first})", gen_test, tuned, "greedy")
     return out
+
+
+def curve_points(params: Mapping[str, Any], data: Data = ML100K) -> list[tuple[str, int | None]]:
+    """Chapter 4's learning-curve points of the first split, ``(name, training records)`` in
+    size order (``llmrec.learning_curve``: the file's ``curve``, else the profile's
+    :data:`CURVES`; None: all)."""
+    n_train = data.n_train[params["splits"][0]]
+    sizes = params["curve"] if params.get("curve") is not None else CURVES[params["profile"]]
+    points: dict[str, int | None] = {}
+    for n in sorted(sizes, key=lambda x: math.inf if x is None else x):
+        points.setdefault(label(n, n_train), n)
+    return list(points.items())
 
 
 def pass_seconds(p: Pass, arch: Arch, wbytes: float, gpu: Gpu = A100) -> float:
@@ -236,6 +300,37 @@ def train_config(params: Mapping[str, Any]):
                       **params["lora"])
 
 
+def _run(cfg: TrainConfig, n_train: int, n_valid: int, record: float) -> tuple[float, float]:
+    """One training run's tokens: ``(trained, validated)`` (``record``: tokens a record,
+    cut at ``cutoff_len``; a validation before training and ``validations_per_epoch`` an epoch)."""
+    record = min(record, cfg.cutoff_len)
+    train_tokens = cfg.epochs * n_train * record
+    if cfg.max_steps is not None:
+        train_tokens = min(train_tokens, cfg.max_steps * cfg.batch_size * cfg.grad_accum * record)
+    return train_tokens, (cfg.epochs * cfg.validations_per_epoch + 1) * n_valid * record
+
+
+def _seconds(train_tokens: float, valid_tokens: float, arch: Arch, gpu: Gpu) -> float:
+    return (6 * train_tokens + 2 * valid_tokens) * arch.params / gpu.flops
+
+
+def _peak(cfg: TrainConfig, arch: Arch, seq: float) -> tuple[float, int]:
+    """Training memory besides the weights, for batches of ``seq`` tokens: the adapter, its
+    gradients and AdamW states in float32, activations, logits; and the adapter's size."""
+    s, b = seq, cfg.batch_size
+    adapter = cfg.r * 2 * arch.hidden * arch.layers * len(cfg.target_modules)
+    if cfg.gradient_checkpointing:  # each layer's input kept, one layer's activations live
+        acts = arch.layers * 2 * s * b * arch.hidden + 34 * s * b * arch.hidden + 5 * arch.heads * s * s * b
+    else:  # per layer: 34 s b h + 5 a s^2 b bytes (Korthikanti et al. 2022, 16-bit activations)
+        acts = arch.layers * (34 * s * b * arch.hidden + 5 * arch.heads * s * s * b)
+    logits = 2 * s * b * arch.vocab * 4  # float32 logits and their gradient
+    return 16 * adapter + acts + logits, adapter
+
+
+def _record_tokens(style: str, data: Data) -> float:
+    return data.compact_record_tokens if style == "compact" else data.record_tokens
+
+
 def training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K, gpu: Gpu = A100) -> dict[str, float]:
     """Chapter 4's training, every split: ``tokens``, ``seconds``, ``peak_bytes`` (weights
     excluded: adapter, its gradients and AdamW states in float32, activations, logits)."""
@@ -244,22 +339,67 @@ def training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K, gpu: Gp
     for split in params["splits"]:
         n_train = min(data.n_train[split], cfg.max_train_records or data.n_train[split])
         n_valid = min(data.n_valid[split], cfg.max_valid_records or data.n_valid[split])
-        record = min(data.record_tokens, cfg.cutoff_len)
-        train_tokens = cfg.epochs * n_train * record
-        if cfg.max_steps is not None:
-            train_tokens = min(train_tokens, cfg.max_steps * cfg.batch_size * cfg.grad_accum * record)
-        valid_tokens = (cfg.epochs + 1) * n_valid * record
+        train_tokens, valid_tokens = _run(cfg, n_train, n_valid, _record_tokens(params["prompt_style"], data))
         tokens += train_tokens
-        seconds += (6 * train_tokens + 2 * valid_tokens) * arch.params / gpu.flops
-    s, b = cfg.cutoff_len, cfg.batch_size
-    adapter = cfg.r * 2 * arch.hidden * arch.layers * len(cfg.target_modules)
-    if cfg.gradient_checkpointing:  # each layer's input kept, one layer's activations live
-        acts = arch.layers * 2 * s * b * arch.hidden + 34 * s * b * arch.hidden + 5 * arch.heads * s * s * b
-    else:  # per layer: 34 s b h + 5 a s^2 b bytes (Korthikanti et al. 2022, 16-bit activations)
-        acts = arch.layers * (34 * s * b * arch.hidden + 5 * arch.heads * s * s * b)
-    logits = 2 * s * b * arch.vocab * 4  # float32 logits and their gradient
-    return {"tokens": tokens, "seconds": seconds, "peak_bytes": 16 * adapter + acts + logits,
-            "adapter_params": adapter}
+        seconds += _seconds(train_tokens, valid_tokens, arch, gpu)
+    peak, adapter = _peak(cfg, arch, cfg.cutoff_len)
+    return {"tokens": tokens, "seconds": seconds, "peak_bytes": peak, "adapter_params": adapter}
+
+
+def curve_training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K,
+                   gpu: Gpu = A100) -> dict[str, float]:
+    """Chapter 4's learning curve (section 4.6): one training per point of
+    :func:`curve_points` on its records, in the compact prompt, with the profile's
+    configuration (:func:`llmrec.learning_curve.point_config`) and the file's quantization.
+    In the compact prompt chapter 4's own adapter of the first split is the point of its
+    ``max_train_records`` (one training serves both: not counted twice). ``trained``: the
+    points trained here."""
+    first = params["splits"][0]
+    own = label(train_config(params).max_train_records, data.n_train[first])
+    cfg = point_config(params["profile"], None, params["seed"], **params["lora"])
+    cfg = dataclasses.replace(cfg, quantization=params["quantization"])
+    n_valid = min(data.n_valid[first], cfg.max_valid_records or data.n_valid[first])
+    tokens = seconds = 0.0
+    trained = 0
+    for name, n in curve_points(params, data):
+        if params["prompt_style"] == "compact" and name == own:
+            continue
+        trained += 1
+        train_tokens, valid_tokens = _run(cfg, data.n_train[first] if n is None else min(n, data.n_train[first]),
+                                          n_valid, data.compact_record_tokens)
+        tokens += train_tokens
+        seconds += _seconds(train_tokens, valid_tokens, arch, gpu)
+    return {"tokens": tokens, "seconds": seconds, "peak_bytes": _peak(cfg, arch, cfg.cutoff_len)[0],
+            "trained": trained}
+
+
+def ranker_config(params: Mapping[str, Any]) -> TrainConfig:
+    """Chapter 8's ranker training configuration (section 8.2 of the notebook): the file's,
+    with :data:`llmrec.params.RANKING`'s examples and epochs, no early stopping, cutoff 1024."""
+    rank = RANKING[params["profile"]]
+    return config_for(params["profile"], **{
+        **params["lora"], "seed": params["seed"], "quantization": params["quantization"],
+        "cutoff_len": 1024, "epochs": rank["epochs"], "patience": None, "validations_per_epoch": 1,
+        "max_train_records": rank["train"], "max_valid_records": rank["valid"]})
+
+
+def ranker_training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K,
+                    gpu: Gpu = A100) -> dict[str, float]:
+    """Chapter 8's ranker training on the first split: the training records that keep a
+    held-out like among the retriever's 20 candidates (:attr:`Data.ranker_kept`), capped by
+    :func:`ranker_config`'s ``max_train_records``; its batches padded to the longest example."""
+    cfg = ranker_config(params)
+    first = params["splits"][0]
+
+    def kept(part, n, cap):
+        n = round(data.ranker_kept[part] * n)
+        return n if cap is None else min(n, cap)
+
+    train_tokens, valid_tokens = _run(cfg, kept("train", data.n_train[first], cfg.max_train_records),
+                                      kept("valid", data.n_valid[first], cfg.max_valid_records),
+                                      data.ranker_tokens)
+    return {"tokens": train_tokens, "seconds": _seconds(train_tokens, valid_tokens, arch, gpu),
+            "peak_bytes": _peak(cfg, arch, min(cfg.cutoff_len, data.ranker_max_tokens))[0]}
 
 
 def estimate(params: Mapping[str, Any], data: Data = ML100K, gpu: Gpu = A100) -> dict[str, Any]:
@@ -276,10 +416,16 @@ def estimate(params: Mapping[str, Any], data: Data = ML100K, gpu: Gpu = A100) ->
     for p in all_passes:
         seconds[p.chapter] += pass_seconds(p, arch, wbytes, gpu)
     train = training(params, arch, data, gpu)
-    seconds["04_lora_finetune"] += train["seconds"]
+    curve = curve_training(params, arch, data, gpu)
+    ranker = ranker_training(params, arch, data, gpu)
+    seconds["04_lora_finetune"] += train["seconds"] + curve["seconds"]
+    seconds["08_llm_with_cf"] += ranker["seconds"]
     n_splits = len(params["splits"])
-    loads = {"02_zero_shot": 1, "03_few_shot": 1, "04_lora_finetune": 2 * n_splits,
-             "06_decoding": 1, "07_beyond": 1 + n_splits}
+    # chapter 4: a training and a tuned model per split, per curve point (trained or not) the
+    # tuned model; chapter 8: the ranker's training, the tuned ranker, the tuned generator
+    loads = {"02_zero_shot": 1, "03_few_shot": 1,
+             "04_lora_finetune": 2 * n_splits + curve["trained"] + len(curve_points(params, data)),
+             "06_decoding": 1, "07_beyond": 1 + n_splits, "08_llm_with_cf": 3}
     checkpoint = arch.params * (4 if params["dtype"] == "float32" else 2)
     for chapter, n in loads.items():
         seconds[chapter] += n * checkpoint / gpu.load_bytes_per_s
@@ -289,9 +435,12 @@ def estimate(params: Mapping[str, Any], data: Data = ML100K, gpu: Gpu = A100) ->
         "name": params["name"], "hf_id": hf_id, "params": arch.params,
         "precision": params["quantization"] or params["dtype"],
         "weights_bytes": wbytes,
-        "train_peak_bytes": wbytes + train["peak_bytes"] + CUDA_CONTEXT_BYTES,
+        "train_peak_bytes": wbytes + max(train["peak_bytes"], curve["peak_bytes"], ranker["peak_bytes"])
+        + CUDA_CONTEXT_BYTES,
         "generate_peak_bytes": wbytes + kv + CUDA_CONTEXT_BYTES,
         "train_tokens": train["tokens"], "train_seconds": train["seconds"],
+        "curve_seconds": curve["seconds"], "ranker_seconds": ranker["seconds"],
+        "ranker_peak_bytes": wbytes + ranker["peak_bytes"] + CUDA_CONTEXT_BYTES,
         "seconds": seconds, "total_seconds": sum(seconds.values()),
     }
 

@@ -33,6 +33,7 @@ from llmrec.errors import LlmrecError
 from llmrec.metrics import ap_at_k
 from llmrec.recommenders import Recommender, ranked_predictions, register
 from llmrec.rerank import order_by_scores
+from llmrec.weights import choose_weight as choose_best_weight
 
 #: The weights tried on validation (0: the retriever alone).
 GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -96,21 +97,15 @@ def map_at(entries: Sequence[Mapping[str, Any]], targets: Sequence[Sequence[int]
 def choose_weight(score_at: Callable[[float], float], grid: Sequence[float] = GRID
                   ) -> tuple[float, pd.DataFrame]:
     """The weight of ``grid`` with the best ``score_at`` (validation MAP@4); ties go to the
-    smaller weight. ``grid`` must include 0 (the retriever alone), so the choice is never
-    worse than the retriever on validation. Returns the weight and the table
+    smaller weight (:func:`llmrec.weights.choose_weight`, the one chooser of every mixing
+    weight). Fusion's own rule: ``grid`` must include 0 (the retriever alone), so the choice
+    is never worse than the retriever on validation. Returns the weight and the table
     (``weight``, ``valid_map_at_4``, ``chosen``)."""
-    weights = sorted({float(w) for w in grid})
-    if 0.0 not in weights:
+    if 0.0 not in {float(w) for w in grid}:
         raise LlmrecError("the fusion grid must include 0 (the retriever alone), so the fusion is "
                           "never worse than the retriever on validation")
-    values = [float(score_at(w)) for w in weights]
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    table = pd.DataFrame({"weight": weights, "valid_map_at_4": values,
-                          "chosen": [i == best for i in range(len(weights))]})
-    return weights[best], table
+    weight, table = choose_best_weight(score_at, grid)
+    return weight, table.rename(columns={"score": "valid_map_at_4"})
 
 
 def _moved(candidates: Sequence[int], ranked: Sequence[int]) -> int:

@@ -37,6 +37,8 @@ CURVES: dict[str, tuple[int | None, ...]] = {
 }
 #: Prompt formats a tuned model can be trained on (``llmrec.prompts``).
 FORMATS = {"alpaca": alpaca_parts, "compact": compact_parts}
+#: The curve's prompt format (chapter 4, section 4.6), whatever a file's ``prompt_style``.
+CURVE_STYLE = "compact"
 
 
 def training_pairs(records: pd.DataFrame, movies, style: str = "compact") -> list[dict[str, str]]:
@@ -127,7 +129,12 @@ def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("curve", help="train the learning curve's adapters of a parameter file "
                                             "(resumable; chapter 4 then evaluates them)")
     p.add_argument("params", help="a parameter file, e.g. params/smollm2-135m-long.yaml")
-    p.add_argument("--split", default=None, help="the split (default: the file's first)")
+    p.add_argument("--split", default=None, choices=["temporal", "blog"],
+                   help="the split (default: the file's first)")
+    p.add_argument("--out", default=None,
+                   help="the run folder the points train into (under curve/<split>/; default: the "
+                        "file's run_dir, else runs/<name>, where `python -m llmrec report` runs "
+                        "chapter 4, which then finds them trained)")
     p.set_defaults(func=_cli_curve)
 
 
@@ -135,18 +142,22 @@ def _cli_curve(args: Any) -> int:
     # llmrec.params imports llmrec.train; both are light, but the data loading is not needed
     # until a command runs
     from llmrec.data import load_movielens
-    from llmrec.params import load_params
-    from llmrec.paths import runs_dir
+    from llmrec.params import SCHEMA, load_params
+    from llmrec.paths import in_repo, runs_dir
     from llmrec.records import build_records, split_records
 
     params = load_params(args.params)
     split = args.split or params["splits"][0]
     ml = load_movielens(params["dataset"])
     parts = split_records(build_records(ml.ratings), split, seed=params["seed"])
-    run_dir = runs_dir() / params["name"]  # where `python -m llmrec report` runs the chapters
+    run_dir = in_repo(params["run_dir"])  # a relative one: the repository's, as a notebook's
+    if params["run_dir"] == SCHEMA["run_dir"][1]:  # not set: where `python -m llmrec report` runs
+        run_dir = runs_dir() / params["name"]
+    run_dir = Path(args.out) if args.out else run_dir
+    # the arguments of chapter 4's section 4.6, so that it finds every point trained
     results = train_curve(params["model"], parts, ml.movies, run_dir, split, params["profile"],
-                          params.get("curve"), params.get("prompt_style", "compact"),
-                          params["seed"], params["lora"], params["dtype"], params["device"])
+                          params["curve"], CURVE_STYLE, params["seed"], params["lora"],
+                          params["dtype"], params["device"])
     for name, r in results.items():
         print(f"{name:>5}: {r.n_train} records, {r.steps} steps, best epoch {r.best_epoch}, "
               f"{r.wall_seconds / 60:.1f} min  ({r.out_dir})")

@@ -1,9 +1,10 @@
 """Every chapter runs with its own parameters cell (the quick preview, params/quick.yaml), as
 Run All in JupyterLab or papermill without -f does; here on the tiny model, in order, so
-chapter 7 finds chapter 4's adapter and every chapter the baselines of chapter 5."""
+chapters 7 and 8 find chapter 4's adapter and every chapter the baselines of chapter 5."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import nbformat
@@ -11,7 +12,9 @@ import papermill
 import pytest
 
 from llmrec.artifacts import read_json
-from llmrec.params import load_params
+from llmrec.fusion import GRID
+from llmrec.learning_curve import CURVES
+from llmrec.params import RANKING, load_params
 from llmrec.paths import repo_root
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -39,7 +42,7 @@ def test_every_chapter_runs_with_its_own_parameters(quick_runs):
     assert set(seconds) == {p.stem for p in NOTEBOOKS}
     quick = load_params(repo_root() / "params" / "quick.yaml")
     assert quick["profile"] == "quick" and quick["eval_limit"] == 24
-    for stem in ("02_zero_shot", "04_lora_finetune", "07_beyond"):
+    for stem in ("02_zero_shot", "04_lora_finetune", "07_beyond", "08_llm_with_cf"):
         nb = nbformat.read(root / f"{stem}.ipynb", as_version=4)
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                        for o in c.get("outputs", []))
@@ -50,3 +53,20 @@ def test_every_chapter_runs_with_its_own_parameters(quick_runs):
                                                "lora/greedy", "lora/beam4"}
     beams = [m for m in scored if "beam" in m["setting"]]
     assert beams and all(m["n_records"] <= quick["beam_limit"] for m in beams)
+    by_setting = {m["setting"]: m for m in scored}
+    # chapter 4's learning curve: a greedy row per point of the quick profile
+    for n in CURVES["quick"]:
+        assert by_setting[f"lora-compact-{n}/greedy"]["n_records"] == quick["eval_limit"]
+    # chapter 8: the trained ranker and the fusion over one retriever, on the preview's test
+    # records, and chapter 4's tuned model decoding with that retriever's prior on its sample
+    ranker = [s for s in by_setting if re.fullmatch(r"lora-ranker-[a-z_]+/letters", s)]
+    assert len(ranker) == 1
+    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix("/letters")
+    letters, fused = by_setting[ranker[0]], by_setting[f"lora-ranker-{retriever}/fused"]
+    assert letters["n_records"] == fused["n_records"] == quick["eval_limit"]
+    assert letters["retriever"] == fused["retriever"] == retriever and fused["weight"] in GRID
+    prior = by_setting[f"lora/constrained-greedy+{retriever}-prior"]
+    assert prior["n_records"] == RANKING["quick"]["generation_test"]
+    assert prior["prior_valid_records"] == RANKING["quick"]["prior_valid"]
+    figures = {p.name for p in (root / "model" / "figures").glob("08_*.png")}
+    assert {"08_changes.png", f"08_paired_{retriever}.png"} <= figures

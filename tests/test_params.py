@@ -81,6 +81,28 @@ def test_bad_choice_names_key():
         validate({"splits": ["random"]})
 
 
+def test_prompt_style_and_curve_are_checked(tmp_path):
+    with pytest.raises(LlmrecError, match="'prompt_style' must be 'alpaca' or 'compact', got 'chat'") as err:
+        validate({"prompt_style": "chat"})
+    _one_line(err)
+    with pytest.raises(LlmrecError, match="'prompt_style'.*str"):
+        validate({"prompt_style": 1})
+    for bad in ([128, 0], [-5], [1.5], [True], ["all"]):
+        with pytest.raises(LlmrecError, match="'curve' lists") as err:
+            validate({"curve": bad})
+        assert "null for all" in _one_line(err)
+    with pytest.raises(LlmrecError, match="'curve'"):
+        validate({"curve": 128})  # a list, not a number
+    assert validate({"curve": [128, None]})["curve"] == [128, None]
+    assert validate({})["curve"] is None and validate({})["prompt_style"] == "alpaca"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncurve: [64, 0]\n")
+    with pytest.raises(LlmrecError, match=f"{re.escape(str(bad))}: key 'curve' lists 0"):
+        load_params(bad)
+    long = load_params(PARAMS_DIR / "smollm2-135m-long.yaml")
+    assert long["profile"] == "long" and long["prompt_style"] == "compact"
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(LlmrecError, match="not found"):
         load_params(tmp_path / "nope.yaml")
@@ -149,14 +171,16 @@ def test_lora_block_shows_its_profile(path):
     from llmrec.train import PROFILES, config_for
 
     p = load_params(path)
-    assert set(p["lora"]) == SHOWN_LORA and set(PROFILES[p["profile"]]) <= SHOWN_LORA
+    # the common options, and whatever else the profile sets (long: early stopping)
+    assert set(p["lora"]) == SHOWN_LORA | set(PROFILES[p["profile"]])
     assert config_for(p["profile"], **p["lora"]) == config_for(p["profile"])  # its profile's values
 
 
 def test_quantization_named_is_the_one_set():
     """The hardware line and the header comments name only the precision the file loads
     (an alternative goes on the quantization line, as what it "would" do)."""
-    bits = re.compile(r"\b([48])[- ]?bits?\b", re.IGNORECASE)
+    # "a 4-bit GGUF": the embedded checkpoint's file, loaded dequantized, not a precision
+    bits = re.compile(r"\b([48])[- ]?bits?\b(?! GGUF)", re.IGNORECASE)
     for path in FILES:
         p = load_params(path)
         said = [p["hardware"]] + [line for line in path.read_text().splitlines() if line.startswith("#")]

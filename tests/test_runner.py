@@ -10,6 +10,7 @@ and every number of its results table must recompute from its predictions file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.runner import notebooks_in, plan, run_report, select_chapters
+from llmrec.runner import EXPECTED_CHAPTERS, notebooks_in, plan, run_report, select_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -88,11 +89,17 @@ def _assert_recomputes(table: pd.DataFrame) -> None:
 
 def test_chapter_selection():
     paths = [Path(f"{s}.ipynb") for s in ("01_data", "02_zero_shot", "04_lora_finetune")]
-    chosen, missing = select_chapters(paths, ["02", 4, "zero_shot", "07"])
+    chosen, missing = select_chapters(paths, ["02", 4, "zero_shot", "07", "08"])
     assert [p.stem for p in chosen] == ["02_zero_shot", "04_lora_finetune"]
-    assert missing == ["07_beyond"]
+    assert missing == ["07_beyond", "08_llm_with_cf"]
     chosen, missing = select_chapters(paths, None)
-    assert len(chosen) == 3 and "05_baselines" in missing and "01_data" not in missing
+    assert len(chosen) == 3 and "01_data" not in missing
+    assert {"05_baselines", "08_llm_with_cf"} <= set(missing)
+
+
+def test_the_expected_chapters_are_the_notebooks():
+    assert EXPECTED_CHAPTERS[-1] == "08_llm_with_cf"
+    assert [p.stem for p in notebooks_in(ROOT / "notebooks")] == EXPECTED_CHAPTERS
 
 
 def test_every_file_is_validated_before_anything_runs(tmp_path, fake_chapters):
@@ -112,7 +119,8 @@ def test_common_chapters_run_once(tmp_path, fake_chapters):
     assert runs.count(("common-ml-100k-smoke", "01_data")) == 1
     assert runs.count(("common-ml-100k-smoke", "05_baselines")) == 1
     assert ("a", "02_zero_shot") in runs and ("b", "02_zero_shot") in runs
-    assert {m["chapter"] for m in missing} >= {"04_lora_finetune", "06_decoding", "07_beyond"}
+    assert {m["chapter"] for m in missing} >= {"04_lora_finetune", "06_decoding", "07_beyond",
+                                               "08_llm_with_cf"}
 
 
 def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapters):
@@ -239,6 +247,13 @@ def test_smoke_report_end_to_end(tmp_path):
     assert len(table) and all(c in table.columns for c in SECTION7)
     assert "temporal" in set(table["split"])
     _assert_recomputes(table)
+    # chapter 8's rows: the trained ranker and the fusion over one retriever, and chapter 4's
+    # tuned model decoding constrained with that retriever's prior
+    settings = set(table["setting"])
+    ranker = [s for s in settings if re.fullmatch(r"lora-ranker-[a-z_]+/letters", s)]
+    assert len(ranker) == 1, settings
+    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix("/letters")
+    assert {f"lora-ranker-{retriever}/fused", f"lora/constrained-greedy+{retriever}-prior"} <= settings
     # every executed chapter published beside the table, figures inline, small enough to browse
     published = sorted((reports / "notebooks").glob("*/*.ipynb"))
     assert {p.stem for p in published} == {p.stem for p in REAL}
