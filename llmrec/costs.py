@@ -38,7 +38,6 @@ An estimate by arithmetic, not a measurement; every assumption is a named consta
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from llmrec.errors import LlmrecError
 from llmrec.learning_curve import CURVES, label, point_config
 from llmrec.models import EMBEDDED_MODELS
 from llmrec.params import PREVIEW_PROFILES, RANKING, SIZES, SWEEPS, load_params
+from llmrec.ranker import ranker_config
 from llmrec.train import TrainConfig, config_for
 
 GB = 1e9
@@ -356,8 +356,8 @@ def curve_training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K,
     points trained here."""
     first = params["splits"][0]
     own = label(train_config(params).max_train_records, data.n_train[first])
-    cfg = point_config(params["profile"], None, params["seed"], **params["lora"])
-    cfg = dataclasses.replace(cfg, quantization=params["quantization"])
+    cfg = point_config(params["profile"], None, params["seed"], params["quantization"],
+                       **params["lora"])
     n_valid = min(data.n_valid[first], cfg.max_valid_records or data.n_valid[first])
     tokens = seconds = 0.0
     trained = 0
@@ -371,16 +371,6 @@ def curve_training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K,
         seconds += _seconds(train_tokens, valid_tokens, arch, gpu)
     return {"tokens": tokens, "seconds": seconds, "peak_bytes": _peak(cfg, arch, cfg.cutoff_len)[0],
             "trained": trained}
-
-
-def ranker_config(params: Mapping[str, Any]) -> TrainConfig:
-    """Chapter 8's ranker training configuration (section 8.2 of the notebook): the file's,
-    with :data:`llmrec.params.RANKING`'s examples and epochs, no early stopping, cutoff 1024."""
-    rank = RANKING[params["profile"]]
-    return config_for(params["profile"], **{
-        **params["lora"], "seed": params["seed"], "quantization": params["quantization"],
-        "cutoff_len": 1024, "epochs": rank["epochs"], "patience": None, "validations_per_epoch": 1,
-        "max_train_records": rank["train"], "max_valid_records": rank["valid"]})
 
 
 def ranker_training(params: Mapping[str, Any], arch: Arch, data: Data = ML100K,

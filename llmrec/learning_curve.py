@@ -63,17 +63,20 @@ def setting_for(style: str, name: str) -> str:
     return "lora" if style == "alpaca" and name == "main" else f"lora-{style}-{name}"
 
 
-def point_config(profile: str, n: int | None, seed: int = 0, **lora: Any) -> TrainConfig:
-    """The training configuration of a point: the profile's (and the file's ``lora``) with
-    ``max_train_records = n``. The sample is drawn here, so the configuration says None."""
-    return config_for(profile, **{**lora, "seed": seed, "max_train_records": None})
+def point_config(profile: str, n: int | None, seed: int = 0, quantization: str | None = None,
+                 **lora: Any) -> TrainConfig:
+    """The training configuration of a point: the profile's (and the file's ``lora`` and
+    ``quantization``) with ``max_train_records = n``. The sample is drawn here, so the
+    configuration says None."""
+    return config_for(profile, **{**lora, "seed": seed, "quantization": quantization,
+                                  "max_train_records": None})
 
 
 def train_curve(model: str, parts: Mapping[str, pd.DataFrame], movies, run_dir: str | Path,
                 split: str, profile: str, sizes: Sequence[int | None] | None = None,
                 style: str = "compact", seed: int = 0, lora: Mapping[str, Any] | None = None,
                 dtype: str = "auto", device: str = "auto",
-                progress: bool = True) -> dict[str, TrainResult]:
+                progress: bool = True, *, quantization: str | None = None) -> dict[str, TrainResult]:
     """Train (or load) one adapter per size; ``{point name: TrainResult}`` in size order.
 
     ``parts``: the split's ``train`` and ``valid`` records. Each point trains on the seeded
@@ -90,7 +93,7 @@ def train_curve(model: str, parts: Mapping[str, pd.DataFrame], movies, run_dir: 
         if name in out:
             continue
         records = train if name == "all" else sample_records(train, n)
-        config = point_config(profile, n, seed, **dict(lora or {}))
+        config = point_config(profile, n, seed, quantization, **dict(lora or {}))
         out[name] = train_lora(model, training_pairs(records, movies, style),
                                training_pairs(valid, movies, style),
                                curve_dir(run_dir, split, style, name), config, dtype=dtype,
@@ -157,7 +160,7 @@ def _cli_curve(args: Any) -> int:
     # the arguments of chapter 4's section 4.6, so that it finds every point trained
     results = train_curve(params["model"], parts, ml.movies, run_dir, split, params["profile"],
                           params["curve"], CURVE_STYLE, params["seed"], params["lora"],
-                          params["dtype"], params["device"])
+                          params["dtype"], params["device"], quantization=params["quantization"])
     for name, r in results.items():
         print(f"{name:>5}: {r.n_train} records, {r.steps} steps, best epoch {r.best_epoch}, "
               f"{r.wall_seconds / 60:.1f} min  ({r.out_dir})")

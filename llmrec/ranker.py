@@ -43,6 +43,7 @@ import pandas as pd
 from llmrec.errors import LlmrecError
 from llmrec.formats import title_map, titles_for
 from llmrec.models import load_tokenizer, resolve_model
+from llmrec.params import RANKING
 from llmrec.recommenders import Recommender, ranked_predictions, register
 from llmrec.rerank import LETTERS, letter_prompt, order_by_scores, rerank_letters
 from llmrec.samples import sample_key
@@ -105,6 +106,21 @@ def answer_letter_ids(tokenizer: Any, n: int) -> list[int]:
     if len(set(ids)) != len(ids):
         raise LlmrecError("two answer letters share a token with this tokenizer; use another model")
     return ids
+
+
+def ranker_config(params: Mapping[str, Any]) -> TrainConfig:
+    """The ranker's training configuration for a parameter set (chapter 8.2): the file's
+    ``lora`` options with :data:`llmrec.params.RANKING`'s examples and epochs, no early
+    stopping, cutoff 1,024 tokens (a 20-candidate prompt is about 385 SmolLM2 tokens, 470 at
+    most; the tiny test tokenizer needs more). On a GPU (``full``) activations are
+    recomputed in the backward pass (gradient checkpointing): 20-candidate prompts of a
+    30B or 65B model would not fit the memory their parameter files name otherwise."""
+    rank = RANKING[params["profile"]]
+    return config_for(params["profile"], **{
+        **params["lora"], "seed": params["seed"], "quantization": params["quantization"],
+        "cutoff_len": 1024, "epochs": rank["epochs"], "patience": None, "validations_per_epoch": 1,
+        "max_train_records": rank["train"], "max_valid_records": rank["valid"],
+        "gradient_checkpointing": params["profile"] == "full" or bool(params["lora"].get("gradient_checkpointing"))})
 
 
 def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,

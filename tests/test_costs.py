@@ -24,13 +24,13 @@ from llmrec.costs import (
     estimate,
     pass_seconds,
     passes,
-    ranker_config,
     ranker_training,
     training,
     weight_bytes,
 )
 from llmrec.learning_curve import CURVES
 from llmrec.params import RANKING, load_params
+from llmrec.ranker import ranker_config
 from llmrec.train import config_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +109,7 @@ def test_the_long_profile_passes_use_its_sizes_and_the_compact_prompt():
     ch8 = [x for x in p if x.chapter == "08_llm_with_cf"]
     # the ranker scores every test record outside the previews; generation its sample
     assert [x.n for x in ch8] == [703, 897] + [size["prior_valid"]] * 5 + [size["generation_test"]] * 2
-    assert curve_points(params) == [("128", 128), ("512", 512), ("2048", 2048), ("all", None)]
+    assert curve_points(params) == [("128", 128), ("512", 512), ("1024", 1024), ("all", None)]
     # the smoke file names no curve: the profile's
     assert curve_points(_params("smoke")) == [(str(n), n) for n in CURVES["smoke"]]
 
@@ -127,7 +127,7 @@ def test_curve_and_ranker_training_arithmetic():
     # the long file (compact): chapter 4's own adapter is the curve's last point, trained
     # once; one epoch, 128 validation records 4 times an epoch and once before
     long = curve_training(_params("smollm2-135m-long"), arch)
-    tokens = (128 + 512 + 2048) * record
+    tokens = (128 + 512 + 1024) * record
     assert long["trained"] == 3 and long["tokens"] == pytest.approx(tokens)
     assert long["seconds"] == pytest.approx((6 * tokens + 2 * 3 * 5 * 128 * record) * flops)
     # the ranker: the training records that keep a target among the 20 candidates, one epoch
@@ -152,16 +152,7 @@ def test_estimate_orders_the_models_and_splits_chapters():
         assert e["train_peak_bytes"] >= e["ranker_peak_bytes"]
 
 
-# Chapter 8's ranker trains in the file's micro-batches (4) on examples of up to about 470
-# tokens, without gradient checkpointing: its activations outgrow the GPU these files name.
-_RANKER_TOO_BIG = pytest.mark.xfail(
-    strict=True, reason="chapter 8's ranker training needs more GPU memory than the file's "
-                        "hardware line; train the ranker with micro-batch 1 (grad_accum x4) or "
-                        "gradient checkpointing, or name a larger GPU")
-
-
-@pytest.mark.parametrize("stem", [pytest.param(s, marks=_RANKER_TOO_BIG) if s in ("llama-30b", "llama-65b")
-                                  else s for s in GPU_FILES])
+@pytest.mark.parametrize("stem", GPU_FILES)
 def test_hardware_lines_agree_with_the_estimate(stem):
     """A GPU file names a GPU the estimate's peak fits in, and the weights' size it loads."""
     params = _params(stem)
@@ -207,20 +198,16 @@ def test_chapters_take_their_sizes_from_the_package():
     assert set(SWEEPS) == set(SIZES) == set(RANKING) == set(CURVES) == {"smoke", "quick", "cpu", "long", "full"}
 
 
-@pytest.mark.parametrize("stem", ["llama-7b", "llama-65b", "smollm2-135m-long"])
-def test_ranker_config_is_chapter_8s(stem):
-    """The estimate's ranker configuration is the one notebook 08 trains with (its
-    ``rank_config = ...`` statement, run on the file's parameters)."""
-    import ast
+def test_ranker_config_is_chapter_8s():
+    """Notebook 08 trains with the configuration the estimate uses (one function)."""
+    assert "rank_config = ranker_config(P)" in _code("08_llm_with_cf.ipynb")
 
-    tree = ast.parse(_code("08_llm_with_cf.ipynb"))
-    stmt = [n for n in tree.body if isinstance(n, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "rank_config" for t in n.targets)]
-    assert len(stmt) == 1
-    params = _params(stem)
-    scope = {"config_for": config_for, "P": params, "R": RANKING[params["profile"]]}
-    exec(compile(ast.Module(body=stmt, type_ignores=[]), "08_llm_with_cf", "exec"), scope)
-    assert scope["rank_config"] == ranker_config(params)
+
+@pytest.mark.parametrize("stem", ["llama-7b", "llama-65b", "smollm2-135m-long"])
+def test_ranker_config_on_a_gpu_recomputes_activations(stem):
+    cfg = ranker_config(_params(stem))
+    assert cfg.cutoff_len == 1024 and cfg.patience is None
+    assert cfg.gradient_checkpointing == (_params(stem)["profile"] == "full")
 
 
 
