@@ -19,6 +19,22 @@ def ml100k():
 
 
 @pytest.fixture(scope="session")
+def temporal_parts(ml100k):
+    """The temporal split's train / valid / test records of the embedded ml-100k."""
+    from llmrec.records import build_records, split_records
+
+    return split_records(build_records(ml100k.ratings), "temporal")
+
+
+@pytest.fixture(scope="session")
+def item_knn_temporal(temporal_parts, ml100k):
+    """item-kNN fitted on the temporal training records (a retriever for the ranker's tests)."""
+    from llmrec.baselines import fit_baseline
+
+    return fit_baseline("item_knn", temporal_parts["train"], ml100k.movies)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random LLaMA-architecture model + BPE tokenizer saved with save_pretrained."""
     from llmrec.tiny_model import save_tiny

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from llmrec.artifacts import load_rows
-from llmrec.baselines import fit_baseline
 from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.fusion import (
@@ -24,17 +23,6 @@ from llmrec.fusion import (
 from llmrec.metrics import ap_at_k
 from llmrec.ranker import TrainedRanker
 from llmrec.recommenders import REGISTRY
-from llmrec.records import build_records, split_records
-
-
-@pytest.fixture(scope="module")
-def parts(ml100k):
-    return split_records(build_records(ml100k.ratings), "temporal")
-
-
-@pytest.fixture(scope="module")
-def knn(parts, ml100k):
-    return fit_baseline("item_knn", parts["train"], ml100k.movies)
 
 
 class Scores:
@@ -74,11 +62,11 @@ def test_standardise_edge_cases():
         standardise([1.0, float("-inf")])
 
 
-def test_weight_zero_is_exactly_the_retrievers_order(knn, parts):
-    records = parts["valid"].head(40)
-    entries = Scores(knn, _noise).candidate_scores(records)
+def test_weight_zero_is_exactly_the_retrievers_order(item_knn_temporal, temporal_parts):
+    records = temporal_parts["valid"].head(40)
+    entries = Scores(item_knn_temporal, _noise).candidate_scores(records)
     ranked, _ = fused_ranking(entries, 0.0)
-    assert ranked == knn.recommend_many(records["input_ids"], 20)
+    assert ranked == item_knn_temporal.recommend_many(records["input_ids"], 20)
     # ties in the retriever's scores stay in its order at weight 0, whatever the LLM says
     tied = [{"candidates": [7, 3, 9, 1], "retriever_scores": [2.0, 1.0, 1.0, 1.0],
              "llm_scores": [-9.0, -3.0, -1.0, -0.1]}]
@@ -92,7 +80,7 @@ def test_weight_zero_is_exactly_the_retrievers_order(knn, parts):
         fuse([[1.0]], [[0.0]], -1.0)
 
 
-def test_choose_weight_prefers_smaller_on_ties_and_never_loses_to_the_retriever(knn, parts):
+def test_choose_weight_prefers_smaller_on_ties_and_never_loses_to_the_retriever(item_knn_temporal, temporal_parts):
     weight, table = choose_weight(lambda w: 0.5 if w >= 1 else 0.1, GRID)
     assert weight == 1.0 and table["chosen"].sum() == 1
     assert table.loc[table["chosen"], "weight"].item() == 1.0
@@ -100,29 +88,29 @@ def test_choose_weight_prefers_smaller_on_ties_and_never_loses_to_the_retriever(
     assert weight == 0.0
     with pytest.raises(LlmrecError, match="include 0"):
         choose_weight(lambda w: 0.3, (0.5, 1.0))
-    valid = parts["valid"].head(60)
+    valid = temporal_parts["valid"].head(60)
     targets = list(valid["target_ids"])
     for llm in (_noise, _oracle):
-        entries = Scores(knn, llm).candidate_scores(valid)
+        entries = Scores(item_knn_temporal, llm).candidate_scores(valid)
         score_at = map_at(entries, targets, 4)
         weight, table = choose_weight(score_at, GRID)
         assert table["valid_map_at_4"].max() == pytest.approx(score_at(weight))
         assert score_at(weight) >= score_at(0.0)
-        ranked = knn.recommend_many(valid["input_ids"], 4)
+        ranked = item_knn_temporal.recommend_many(valid["input_ids"], 4)
         assert score_at(0.0) == pytest.approx(np.mean([ap_at_k(r, t, 4) for r, t in zip(ranked, targets, strict=True)]))
         if llm is _oracle:  # an LLM that knows the targets earns a weight and beats the retriever
             assert weight > 0 and score_at(weight) > score_at(0.0)
 
 
-def test_fusion_through_evaluate_reuses_the_rankers_scores(tiny, knn, parts, ml100k, tmp_path):
+def test_fusion_through_evaluate_reuses_the_rankers_scores(tiny, item_knn_temporal, temporal_parts, ml100k, tmp_path):
     model, tok = tiny
     assert REGISTRY["fusion"] is Fusion
-    ranker = TrainedRanker(model, tok, ml100k.movies, knn, system="tiny", k=4, batch_size=4,
+    ranker = TrainedRanker(model, tok, ml100k.movies, item_knn_temporal, system="tiny", k=4, batch_size=4,
                            progress=False)
-    valid, test = parts["valid"].head(8), parts["test"].head(6)
+    valid, test = temporal_parts["valid"].head(8), temporal_parts["test"].head(6)
     fusion = Fusion.tuned(ranker, valid, system="tiny", k=4)
     assert ranker.scored_records == 8 and fusion.weight in GRID
-    task = Task.of(ml100k.movies, parts["train"])
+    task = Task.of(ml100k.movies, temporal_parts["train"])
     evaluate_and_save(ranker, test, task, tmp_path, "temporal")
     rows, saved = evaluate_and_save(fusion, test, task, tmp_path, "temporal")
     assert ranker.scored_records == 14  # the fusion read the ranker's cached test scores
@@ -140,7 +128,7 @@ def test_fusion_through_evaluate_reuses_the_rankers_scores(tiny, knn, parts, ml1
     # weight 0 through the same path: the retriever's top 4 exactly
     zero = Fusion(ranker, 0.0, system="tiny", setting="lora-ranker/fused-0", k=4)
     rows0, _ = evaluate_and_save(zero, test, task, tmp_path, "temporal")
-    assert [r["predicted_ids"] for r in rows0] == knn.recommend_many(test["input_ids"], 4)
+    assert [r["predicted_ids"] for r in rows0] == item_knn_temporal.recommend_many(test["input_ids"], 4)
     assert all(r["moved"] == 0 for r in rows0)
     frame, share = llm_changes(rows0)
     assert share == 0.0 and not frame["differs"].any()

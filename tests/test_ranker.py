@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from llmrec.artifacts import load_rows
-from llmrec.baselines import fit_baseline
 from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.formats import title_map, titles_for
@@ -24,20 +23,9 @@ from llmrec.ranker import (
     train_ranker,
 )
 from llmrec.recommenders import REGISTRY
-from llmrec.records import build_records, split_records
 from llmrec.rerank import LETTERS, letter_prompt, letter_token_ids
 from llmrec.samples import sample_records
 from llmrec.train import IGNORE_INDEX, config_for, tokenize_pair
-
-
-@pytest.fixture(scope="module")
-def parts(ml100k):
-    return split_records(build_records(ml100k.ratings), "temporal")
-
-
-@pytest.fixture(scope="module")
-def knn(parts, ml100k):
-    return fit_baseline("item_knn", parts["train"], ml100k.movies)
 
 
 def _listed(prompt: str) -> list[str]:
@@ -45,22 +33,22 @@ def _listed(prompt: str) -> list[str]:
     return re.findall(r"^\([A-Z]\) (.*)$", prompt, flags=re.M)
 
 
-def test_top_with_scores_is_recommend_many_with_its_scores(knn, parts):
-    inputs = [list(i) for i in parts["valid"]["input_ids"][:5]]
-    ids, scores = knn.top_with_scores(inputs, 20)
-    assert ids == knn.recommend_many(inputs, 20)
-    full = knn.scores(knn._input_matrix(inputs), inputs)
+def test_top_with_scores_is_recommend_many_with_its_scores(item_knn_temporal, temporal_parts):
+    inputs = [list(i) for i in temporal_parts["valid"]["input_ids"][:5]]
+    ids, scores = item_knn_temporal.top_with_scores(inputs, 20)
+    assert ids == item_knn_temporal.recommend_many(inputs, 20)
+    full = item_knn_temporal.scores(item_knn_temporal._input_matrix(inputs), inputs)
     for row, (cands, sc) in enumerate(zip(ids, scores, strict=True)):
         assert sc == sorted(sc, reverse=True)
-        assert sc == pytest.approx([full[row, knn.col[c]] for c in cands])
+        assert sc == pytest.approx([full[row, item_knn_temporal.col[c]] for c in cands])
         assert not set(cands) & set(inputs[row])
 
 
-def test_examples_answer_a_target_among_the_retrievers_candidates(knn, parts, ml100k):
-    records = sample_records(parts["train"], 80)
-    pairs, stats = ranker_examples(records, knn, ml100k.movies, n_candidates=20, seed=0)
+def test_examples_answer_a_target_among_the_retrievers_candidates(item_knn_temporal, temporal_parts, ml100k):
+    records = sample_records(temporal_parts["train"], 80)
+    pairs, stats = ranker_examples(records, item_knn_temporal, ml100k.movies, n_candidates=20, seed=0)
     names = title_map(ml100k.movies)
-    cands = dict(zip(records["record_id"], knn.recommend_many(records["input_ids"], 20), strict=True))
+    cands = dict(zip(records["record_id"], item_knn_temporal.recommend_many(records["input_ids"], 20), strict=True))
     targets = dict(zip(records["record_id"], records["target_ids"], strict=True))
     with_target = {r for r in records["record_id"] if set(cands[r]) & set(map(int, targets[r]))}
     assert stats["records"] == 80 and stats["kept"] == len(pairs) == len(with_target)
@@ -78,21 +66,21 @@ def test_examples_answer_a_target_among_the_retrievers_candidates(knn, parts, ml
         assert answer == p["answer_id"] and answer in set(map(int, targets[rid]))
         assert p["prompt"].endswith("(")
     # the shuffle is seeded per record: the same pairs in any record order, another seed differs
-    again, _ = ranker_examples(records.iloc[::-1], knn, ml100k.movies, n_candidates=20, seed=0)
+    again, _ = ranker_examples(records.iloc[::-1], item_knn_temporal, ml100k.movies, n_candidates=20, seed=0)
     assert {p["record_id"]: p["prompt"] for p in again} == {p["record_id"]: p["prompt"] for p in pairs}
-    other, _ = ranker_examples(records, knn, ml100k.movies, n_candidates=20, seed=1)
+    other, _ = ranker_examples(records, item_knn_temporal, ml100k.movies, n_candidates=20, seed=1)
     assert sum(a["prompt"] != b["prompt"] for a, b in zip(pairs, other, strict=True)) > len(pairs) // 2
     assert sum(shown_order(r, 20, 0) != list(range(20)) for r in with_target) == len(with_target)
     # the answer letters spread over the list, not stuck on the retriever's first
     assert len({p["answer"] for p in pairs}) >= 5
     with pytest.raises(LlmrecError):
-        ranker_examples(records, knn, ml100k.movies, n_candidates=27)
+        ranker_examples(records, item_knn_temporal, ml100k.movies, n_candidates=27)
 
 
-def test_the_trained_answer_token_is_the_letter_read_at_test_time(tiny, knn, parts, ml100k):
+def test_the_trained_answer_token_is_the_letter_read_at_test_time(tiny, item_knn_temporal, temporal_parts, ml100k):
     _, tok = tiny
     assert answer_letter_ids(tok, 20) == letter_token_ids(tok, 20)
-    pairs, _ = ranker_examples(parts["train"].head(30), knn, ml100k.movies)
+    pairs, _ = ranker_examples(temporal_parts["train"].head(30), item_knn_temporal, ml100k.movies)
     read = letter_token_ids(tok, 20)
     for p in pairs[:10]:
         f = tokenize_pair(tok, p["prompt"], p["answer"], cutoff_len=4096)
@@ -103,13 +91,13 @@ def test_the_trained_answer_token_is_the_letter_read_at_test_time(tiny, knn, par
         assert f["input_ids"][:n_prompt] == tok(p["prompt"])["input_ids"]
 
 
-def test_train_ranker_trains_caches_and_checks_cutoff(tiny_model_dir, knn, parts, ml100k, tmp_path):
+def test_train_ranker_trains_caches_and_checks_cutoff(tiny_model_dir, item_knn_temporal, temporal_parts, ml100k, tmp_path):
     torch.set_num_threads(1)
-    train, valid = parts["train"].head(60), parts["valid"].head(20)
+    train, valid = temporal_parts["train"].head(60), temporal_parts["valid"].head(20)
     config = config_for("smoke", max_steps=2, batch_size=2, max_train_records=None,
                         max_valid_records=4, cutoff_len=2048)
     out = tmp_path / "ranker"
-    result, stats = train_ranker(str(tiny_model_dir), train, valid, knn, ml100k.movies, out, config,
+    result, stats = train_ranker(str(tiny_model_dir), train, valid, item_knn_temporal, ml100k.movies, out, config,
                                  progress=False)
     assert result.steps == 2 and (out / "adapter" / "adapter_config.json").is_file()
     assert stats["train"]["records"] == 60 and result.n_train == stats["train"]["kept"] > 0
@@ -117,22 +105,22 @@ def test_train_ranker_trains_caches_and_checks_cutoff(tiny_model_dir, knn, parts
     assert all(math.isfinite(s["loss"]) for s in result.step_log)
     # only the letter and EOS are trained: 2 labelled tokens per example
     assert all(s["tokens"] in (2, 4) for s in result.step_log)
-    again, _ = train_ranker(str(tiny_model_dir), train, valid, knn, ml100k.movies, out, config,
+    again, _ = train_ranker(str(tiny_model_dir), train, valid, item_knn_temporal, ml100k.movies, out, config,
                             progress=False)
     assert again.finished_utc == result.finished_utc and again.data_fingerprint == result.data_fingerprint
     short = config_for("smoke", max_steps=1, cutoff_len=64)
     with pytest.raises(LlmrecError, match="cutoff_len"):
-        train_ranker(str(tiny_model_dir), train, valid, knn, ml100k.movies, tmp_path / "cut", short,
+        train_ranker(str(tiny_model_dir), train, valid, item_knn_temporal, ml100k.movies, tmp_path / "cut", short,
                      progress=False)
     assert not (tmp_path / "cut").exists()
 
 
-def test_candidate_scores_read_the_shown_letters_back_in_retriever_order(tiny, knn, parts, ml100k):
+def test_candidate_scores_read_the_shown_letters_back_in_retriever_order(tiny, item_knn_temporal, temporal_parts, ml100k):
     model, tok = tiny
-    records = parts["test"].head(5)
-    entries = candidate_scores(model, tok, records, knn, ml100k.movies, n_candidates=20, batch_size=4,
+    records = temporal_parts["test"].head(5)
+    entries = candidate_scores(model, tok, records, item_knn_temporal, ml100k.movies, n_candidates=20, batch_size=4,
                                progress=False)
-    ids, raw = knn.top_with_scores(records["input_ids"], 20)
+    ids, raw = item_knn_temporal.top_with_scores(records["input_ids"], 20)
     read = letter_token_ids(tok, 20)
     names = title_map(ml100k.movies)
     for e, rid, inputs, c, r in zip(entries, records["record_id"], records["input_ids"], ids, raw,
@@ -151,14 +139,14 @@ def test_candidate_scores_read_the_shown_letters_back_in_retriever_order(tiny, k
         assert float(np.logaddexp.reduce(e["llm_scores"])) == pytest.approx(0.0, abs=1e-5)
 
 
-def test_trained_ranker_predicts_from_its_candidates_through_evaluate(tiny, knn, parts, ml100k,
+def test_trained_ranker_predicts_from_its_candidates_through_evaluate(tiny, item_knn_temporal, temporal_parts, ml100k,
                                                                       tmp_path):
     model, tok = tiny
     assert REGISTRY["ranker"] is TrainedRanker
-    records = parts["test"].head(6)
-    ranker = TrainedRanker(model, tok, ml100k.movies, knn, system="tiny", k=4, batch_size=3,
+    records = temporal_parts["test"].head(6)
+    ranker = TrainedRanker(model, tok, ml100k.movies, item_knn_temporal, system="tiny", k=4, batch_size=3,
                            progress=False)
-    rows, saved = evaluate_and_save(ranker, records, Task.of(ml100k.movies, parts["train"]), tmp_path,
+    rows, saved = evaluate_and_save(ranker, records, Task.of(ml100k.movies, temporal_parts["train"]), tmp_path,
                                     "temporal")
     assert saved["n_records"] == 6 and saved["setting"] == "lora-ranker/letters"
     assert saved["retriever"] == "item_knn" and saved["n_candidates"] == 20
@@ -175,13 +163,13 @@ def test_trained_ranker_predicts_from_its_candidates_through_evaluate(tiny, knn,
     assert ranker.scored_records == 6
 
 
-def test_recall_at_is_the_share_of_targets_in_the_top_n(knn, parts):
-    records = parts["valid"].head(50)
-    rec = recall_at(knn, records, 20)
-    tops = knn.recommend_many(records["input_ids"], 20)
+def test_recall_at_is_the_share_of_targets_in_the_top_n(item_knn_temporal, temporal_parts):
+    records = temporal_parts["valid"].head(50)
+    rec = recall_at(item_knn_temporal, records, 20)
+    tops = item_knn_temporal.recommend_many(records["input_ids"], 20)
     hits = [len(set(t) & set(top)) for t, top in zip(records["target_ids"], tops, strict=True)]
     assert rec["n_records"] == 50
     assert rec["any_target"] == pytest.approx(np.mean([h > 0 for h in hits]))
     assert rec["target_share"] == pytest.approx(np.mean(hits) / 4)
     assert 0 < rec["target_share"] <= rec["any_target"] <= 1
-    assert recall_at(knn, records, 50)["target_share"] >= rec["target_share"]
+    assert recall_at(item_knn_temporal, records, 50)["target_share"] >= rec["target_share"]
