@@ -148,18 +148,26 @@ def learning_curve(points: pd.DataFrame, title: str, references: pd.DataFrame | 
     low, high = _errors(points)
     left.errorbar(x, points["map_at_4"], yerr=[low, high], marker="o", capsize=4,
                   label="LoRA-tuned (95% interval)")
-    for _, r in points.iterrows():
-        left.annotate(f"{int(r['train_epochs'])} ep, {r['train_wall_seconds'] / 60:.0f} min",
-                      (r["train_records"], r["map_at_4"]), xytext=(5, -12),
-                      textcoords="offset points", fontsize=7)
     top = float(points["map_at_4_high"].max())
+    for _, r in points.iterrows():
+        note = f"{r['train_epochs']:g} ep, {r['train_wall_seconds'] / 60:.0f} min"
+        if r["map_at_4_high"] == 0:  # no hit: the rule-of-three bound, not a zero-width interval
+            bound = zero_hit_bound(int(r["n_records"]))
+            left.plot([r["train_records"]] * 2, [0, bound], ls=":", color="grey")
+            note = f"0 hits (< {bound:.3f})\n{note}"
+            top = max(top, bound)
+        left.annotate(note, (r["train_records"], r["map_at_4"]), xytext=(6, 6),
+                      textcoords="offset points", fontsize=7)
     if references is not None and len(references):
         palette = sns.color_palette("Dark2", len(references))
         for c, (_, r) in zip(palette, references.iterrows(), strict=True):
             left.axhline(r["map_at_4"], ls="--", lw=1, color=c,
                          label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
             top = max(top, float(r["map_at_4"]))
-    left.set_xscale("log")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(list(x), [f"{int(v):,}" for v in x])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     left.set_ylim(0, max(top * 1.2, 1e-3))
     n = sorted(set(points["n_records"].astype(int)))
     left.set_title(f"MAP@4 against training records (n={', '.join(map(str, n))} test records)")
@@ -170,7 +178,6 @@ def learning_curve(points: pd.DataFrame, title: str, references: pd.DataFrame | 
                           ("hallucination_rate", "hallucination rate (share of titles)")):
         if measure in points:
             right.plot(x, points[measure], marker="o", label=name)
-    right.set_xscale("log")
     right.set_ylim(0, 1.05)
     right.set_title("Format: valid answers and titles outside the catalog")
     right.set_xlabel("training records (log scale)")

@@ -45,13 +45,15 @@ from tqdm.auto import tqdm
 
 from llmrec.artifacts import git_commit, read_json, run_info, write_json
 from llmrec.errors import LlmrecError
-from llmrec.params import PREVIEW_PROFILES, common_params, load_params
+from llmrec.params import PREVIEW_PROFILES, PROFILES, common_params, load_params
 from llmrec.paths import repo_root, runs_dir
 from llmrec.results import aggregate
 
 #: The chapters of the report, in order (a missing one is flagged, not fatal).
 EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
                      "05_baselines", "06_decoding", "07_beyond", "08_llm_with_cf"]
+#: The profiles whose runs make the committed report (``reports/``): every one but the previews.
+REPORT_PROFILES = set(PROFILES) - set(PREVIEW_PROFILES)
 #: Chapters that do not depend on the model (matched on the name after the number).
 COMMON_CHAPTERS = {"data", "baselines"}
 
@@ -314,6 +316,8 @@ def run_report(
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
     if reports_out is None and profiles <= set(PREVIEW_PROFILES):  # never over the committed report
         reports_out = out_root / f"{'-'.join(sorted(profiles))}-reports"
+    elif reports_out is None:  # the committed report holds every report run, not only these files'
+        profiles = REPORT_PROFILES
     results = aggregate(out_root, reports_out, profiles=profiles)
     summary = {"chapters": done, "missing": missing,
                "failed": [d for d in done if d["status"] == "failed"],
@@ -339,7 +343,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _cli(args) -> int:
     chapters = [c for c in args.chapters.split(",") if c] if args.chapters else None
     if args.aggregate_only:
-        profiles = {load_params(f)["profile"] for f in args.params} if args.params else None
+        profiles = ({load_params(f)["profile"] for f in args.params} if args.params
+                    else REPORT_PROFILES if args.reports is None else None)
         res = aggregate(args.out, args.reports, profiles=profiles)
         print(json.dumps(res, indent=2) if res else "results: no completed run to aggregate")
         return 0
