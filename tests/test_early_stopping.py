@@ -14,17 +14,12 @@ import pytest
 import torch
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file
+from test_train import TITLES  # the same titles as the training tests (tests/ is on the path)
 
 from llmrec import train
 from llmrec.artifacts import read_json
 from llmrec.errors import LlmrecError
 from llmrec.train import BEST_ADAPTER, config_for, train_lora
-
-TITLES = [
-    "Toy Story (1995)", "GoldenEye (1995)", "Usual Suspects, The (1995)", "Star Wars (1977)",
-    "Fargo (1996)", "Return of the Jedi (1983)", "Contact (1997)", "Scream (1996)",
-    "Titanic (1997)", "Pulp Fiction (1994)", "Liar Liar (1997)", "Chasing Amy (1997)",
-]
 
 
 def _pairs(n: int, seed: int) -> list[dict[str, str]]:
