@@ -148,7 +148,7 @@ def test_bad_style_and_long_prompt(rec_1_0, ml100k, tiny_model_dir):
 
     with pytest.raises(LlmrecError, match="unknown prompt style"):
         build_prompts("poetry", rec_1_0, ml100k.movies)
-    assert set(STYLES) == {"zero-shot", "few-shot", "chat", "alpaca"}
+    assert set(STYLES) == {"zero-shot", "few-shot", "chat", "alpaca", "compact"}
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     [ok] = build_prompts("zero-shot", rec_1_0, ml100k.movies)
     [length] = check_lengths([ok], tok, context=1024, reserve=48)
