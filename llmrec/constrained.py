@@ -62,7 +62,7 @@ from llmrec.weights import choose_weight
 #: LM heads of :func:`constrained_generate` (see there).
 CONSTRAINED_HEADS = ("auto", "full", "catalog")
 #: Prior weights :func:`choose_prior_weight` tries by default (0: no prior).
-PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class _Node:
