@@ -3,6 +3,11 @@ close each runs to this CPU's matrix-multiply speed, and whether its outputs are
 
     python benchmarks/bench_fast_paths.py                      # both embedded models, about 7 minutes
     python benchmarks/bench_fast_paths.py --models gemma3-270m --n-greedy 64
+    python benchmarks/bench_fast_paths.py --readme    # + writes README's table from the results
+
+Each run writes its rows to ``reports/benchmarks/fast_paths.csv`` and its date, machine,
+commit and load to ``fast_paths.json`` beside them (``--out``; ``llmrec.bench_report``);
+``--readme`` redraws README.md's benchmark table from those files.
 
 Passes (real prompts of a seeded sample of temporal test records, llmrec.samples):
 
@@ -30,6 +35,8 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shlex
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,17 +84,21 @@ class Timer:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from llmrec.artifacts import atomic_write_text
     from llmrec.baselines import fit_baseline
+    from llmrec.bench_report import BLOCK, bench_block, machine, write_bench
     from llmrec.constrained import CatalogTrie, constrained_generate
     from llmrec.data import load_movielens
     from llmrec.decoding import generate, prefix_split
     from llmrec.heads import catalog_token_ids
     from llmrec.matching import Catalog
     from llmrec.models import is_instruct, load_model
+    from llmrec.paths import repo_root
     from llmrec.prompts import build_prompts, title_map, titles_for
     from llmrec.records import build_records, split_records
     from llmrec.rerank import _candidate_ids, catalog_vocabulary, order_by_scores, rerank_likelihood
     from llmrec.samples import sample_label, sample_records
+    from llmrec.summary import with_block
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
@@ -102,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-constrained", type=int, default=4, help="records for the constrained passes")
     ap.add_argument("--n-rerank", type=int, default=4, help="records for reranking")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(repo_root() / "reports" / "benchmarks"),
+                    help="where fast_paths.csv and fast_paths.json go")
+    ap.add_argument("--readme", action="store_true", help="redraw README.md's benchmark table")
     args = ap.parse_args(argv)
+    command = "python benchmarks/bench_fast_paths.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     torch.set_num_threads(args.threads)
     ml = load_movielens()
@@ -110,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     test = parts["test"]
     names = title_map(ml.movies)
     catalog = Catalog.from_movies(ml.movies)
-    probe = matmul_gflops()
+    probe, probe_bf16 = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
+    meta = machine(probe, probe_bf16, torch.get_num_threads())
+    bench_rows: list[dict] = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); float32 matmul probe "
-          f"{probe:.0f} GFLOP/s, bfloat16 {matmul_gflops(dtype=torch.bfloat16):.0f}; load average "
+          f"{probe:.0f} GFLOP/s, bfloat16 {probe_bf16:.0f}; load average "
           f"{os.getloadavg()[0]:.1f} (a shared machine: timings vary by tens of percent)", flush=True)
     head = (f"{'model':13} {'pass':20} {'way':28} {'recs':>4} {'wall s':>7} {'cpu s':>7} {'prompt/s':>8} "
             f"{'tok/s':>6} {'s/rec':>6} {'x naive':>7} {'same':>6} {'GFLOP/s':>7} {'% peak':>6}")
@@ -127,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         def row(label, way, n, t, new_tokens, flops, base=None, same="", name=name):
             ratio = f"{base.cpu / t.cpu:7.2f}" if base is not None else f"{'1.00':>7}"
             gf = flops / t.cpu / 1e9
+            bench_rows.append({"model": name, "pass": label, "way": way, "records": n,
+                            "wall_s": round(t.wall, 2), "cpu_s": round(t.cpu, 2),
+                            "prompts_per_s": round(n / t.wall, 3), "tokens_per_s": round(new_tokens / t.wall, 2),
+                            "s_per_record": round(t.cpu / n, 3),
+                            "x_naive": round(base.cpu / t.cpu, 2) if base is not None else 1.0,
+                            "same": same or None, "gflops": round(gf, 2),
+                            "pct_of_matmul": round(100 * gf / probe, 1)})
             print(f"{name:13} {label:20} {way:28} {n:4d} {t.wall:7.1f} {t.cpu:7.1f} {n / t.wall:8.2f} "
                   f"{new_tokens / t.wall:6.1f} {t.cpu / n:6.2f} {ratio} {same:>6} {gf:7.1f} "
                   f"{100 * gf / probe:5.0f}%", flush=True)
@@ -232,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"({len(vocabulary)} catalog tokens)")
         del model
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    path = write_bench(bench_rows, meta, args.out, command)
+    print(f"wrote {path} and its run facts beside it")
+    if args.readme:
+        readme = repo_root() / "README.md"
+        atomic_write_text(readme, with_block(readme.read_text(encoding="utf-8"), BLOCK, bench_block(args.out)))
+        print(f"redrew the benchmark table of {readme}")
     return 0
 
 

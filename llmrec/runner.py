@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -253,6 +254,11 @@ def chains_of(tasks):
     return common, list(chains.values())
 
 
+def share_of_cores(cores: int, running: int) -> int:
+    """Torch threads for each of ``running`` chains side by side on ``cores`` (at least 1)."""
+    return max(1, cores // max(1, running))
+
+
 def run_report(
     param_files: Sequence[str | Path],
     out_root: str | Path | None = None,
@@ -307,11 +313,31 @@ def run_report(
             run_chain(chain)
     else:
         # each kernel gets its share of the cores: torch threads that outnumber free cores
-        # spin-wait (see llmrec.models.pick_threads); the kernels inherit this variable
+        # spin-wait (see llmrec.models.pick_threads); the kernels inherit this variable when
+        # they start, so once a chain finishes, the next chapters of the others get its cores
         cores = os.cpu_count() or 1
-        os.environ.setdefault("LLMREC_THREADS", str(max(1, cores // jobs)))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(run_chain, chains))
+        fixed = os.environ.get("LLMREC_THREADS")  # the user's choice wins
+        lock, running = threading.Lock(), [min(jobs, len(chains))]
+        if fixed is None:
+            os.environ["LLMREC_THREADS"] = str(share_of_cores(cores, running[0]))
+
+        def run_and_hand_over(chain):
+            try:
+                run_chain(chain)
+            finally:
+                with lock:
+                    running[0] -= 1
+                    if fixed is None and running[0] > 0:
+                        os.environ["LLMREC_THREADS"] = str(share_of_cores(cores, running[0]))
+                        tqdm.write(f"a chain finished: the next chapters get {os.environ['LLMREC_THREADS']} "
+                                   "thread(s)")
+
+        try:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(run_and_hand_over, chains))
+        finally:
+            if fixed is None:
+                os.environ.pop("LLMREC_THREADS", None)
     bar.close()
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
     if reports_out is None and profiles <= set(PREVIEW_PROFILES):  # never over the committed report

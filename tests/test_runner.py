@@ -288,3 +288,40 @@ def test_a_row_several_runs_made_alike_is_kept_once():
     ])
     kept = drop_repeats(table)
     assert list(kept["predictions"].str[0]) == ["a", "c", "d", "e"]  # a conflict stays visible
+
+
+def test_a_chain_that_finishes_hands_its_cores_to_the_others(tmp_path, fake_chapters, monkeypatch):
+    """Two chains on a 2-core machine get 1 thread each; once the short one finishes, the
+    long one's next chapters start with both cores (the kernels read $LLMREC_THREADS)."""
+    import os
+    import threading
+    import time
+
+    from llmrec import runner
+
+    folder, files = fake_chapters
+    files[0].write_text(files[0].read_text() + 'chapters: ["02"]\n')
+    files[1].write_text(files[1].read_text() + 'chapters: ["02", "03"]\n')
+    monkeypatch.delenv("LLMREC_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    seen, lock, b_started = {}, threading.Lock(), threading.Event()
+
+    def fake_execute(notebook, params, run_dir, resume=True):
+        with lock:
+            seen[(params["name"], notebook.stem)] = os.environ.get("LLMREC_THREADS")
+        if params["name"] == "a":
+            b_started.wait(10)  # both chains are running before a finishes
+        if params["name"] == "b" and notebook.stem == "02_zero_shot":
+            b_started.set()
+            deadline = time.monotonic() + 10  # b's first chapter outlasts chain a
+            while os.environ.get("LLMREC_THREADS") != "2" and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return {"chapter": notebook.stem, "status": "ok", "seconds": 0.0, "error": None, "metrics": []}
+
+    monkeypatch.setattr(runner, "execute_chapter", fake_execute)
+    monkeypatch.setattr(runner, "aggregate", lambda *a, **k: None)
+    run_report(files, out_root=tmp_path / "runs", reports_out=tmp_path / "reports",
+               notebooks_dir=folder, jobs=2)
+    assert seen[("a", "02_zero_shot")] == seen[("b", "02_zero_shot")] == "1"  # side by side
+    assert seen[("b", "03_boom")] == "2"  # then b alone, with both cores
+    assert "LLMREC_THREADS" not in os.environ  # nothing leaks past the report

@@ -1,0 +1,78 @@
+"""The speed benchmark's results file, and the README's table drawn from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrec.bench_report import (BLOCK, COLUMNS, QUICK_BLOCK, bench_block, machine, quick_block, read_bench,
+                                 write_bench)
+from llmrec.errors import LlmrecError
+from llmrec.paths import repo_root
+
+
+def _row(way, x, same=None):
+    return {"model": "smollm2-135m", "pass": "greedy (chat)", "way": way, "records": 32,
+            "wall_s": 40.0 / x, "cpu_s": 40.0 / x, "prompts_per_s": 0.8 * x, "tokens_per_s": 20.0 * x,
+            "s_per_record": 1.25 / x, "x_naive": x, "same": same, "gflops": 10.0 * x,
+            "pct_of_matmul": 12.5 * x}
+
+
+def test_rows_and_run_facts_round_trip_into_the_readme_table(tmp_path):
+    meta = machine(80.0, 20.0, threads=1)
+    path = write_bench([_row("model.generate b32 (naive)", 1.0), _row("b32, rows leave", 1.6, "32/32")],
+                       meta, tmp_path, "python benchmarks/bench_fast_paths.py")
+    frame, info = read_bench(tmp_path)
+    assert path.name == "fast_paths.csv" and list(frame.columns) == list(COLUMNS)
+    assert info["matmul_gflops_fp32"] == 80.0 and info["threads"] == 1 and info["cores"] >= 1
+    assert "started_utc" in info and "load_average_end" in info and "torch" in info["versions"]
+    table = bench_block(tmp_path)
+    assert f"Measured {info['started_utc'][:10]} on {info['cpu']}" in table
+    assert "| smollm2-135m | greedy (chat) | b32, rows leave | 32 | 0.78 | 1.60 | 32/32 | 16.0 | 20% |" in table
+    assert "| model.generate b32 (naive) | 32 | 1.25 | 1.00 |  |" in table  # no "same" for the naive row
+
+
+def test_no_rows_or_no_results_is_a_clear_error(tmp_path):
+    with pytest.raises(LlmrecError, match="no benchmark rows"):
+        write_bench([], machine(1.0, 1.0, 1), tmp_path, "x")
+    with pytest.raises(LlmrecError, match="run `python benchmarks/bench_fast_paths.py` first"):
+        read_bench(tmp_path / "missing")
+
+
+def test_readme_table_is_the_committed_benchmark_run():
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    start, end = f"<!-- {BLOCK}:start -->", f"<!-- {BLOCK}:end -->"
+    assert start in readme and end in readme
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block.strip() == bench_block(repo_root() / "reports" / "benchmarks").strip(), (
+        "README's benchmark table differs from reports/benchmarks/: run "
+        "`python benchmarks/bench_fast_paths.py --readme`")
+
+
+def test_quick_line_gives_each_chapter_and_the_budget(tmp_path):
+    import json
+
+    import pandas as pd
+
+    pd.DataFrame([{"chapter": "02_zero_shot", "mode": "cold", "seconds": 100.0, "minutes": 1.67,
+                   "within_budget": True},
+                  {"chapter": "04_lora_finetune", "mode": "cold", "seconds": 200.0, "minutes": 3.33,
+                   "within_budget": False}]).to_csv(tmp_path / "quick_timings.csv", index=False)
+    (tmp_path / "quick_timings.json").write_text(json.dumps(
+        {"started_utc": "2026-11-30T00:00:00Z", "cpu": "Some CPU", "cpu_count": 2, "threads": "auto",
+         "load_average_start": 0.1, "git_commit": "abcdef0123456", "mode": "cold",
+         "command": "python benchmarks/time_quick_tier.py"}))
+    line = quick_block(tmp_path)
+    assert "Measured 2026-11-30 on Some CPU (2 cores" in line and "each from an empty cache" in line
+    assert "02 1.7, 04 3.3; 1 of 2 within 3 minutes" in line
+    with pytest.raises(LlmrecError, match="time_quick_tier.py` first"):
+        quick_block(tmp_path / "missing")
+
+
+def test_readme_quick_line_is_the_committed_timing_run():
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    start, end = f"<!-- {QUICK_BLOCK}:start -->", f"<!-- {QUICK_BLOCK}:end -->"
+    assert start in readme and end in readme
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block.strip() == quick_block(repo_root() / "reports").strip(), (
+        "README's quick-preview line differs from reports/quick_timings.csv: run "
+        "`python benchmarks/time_quick_tier.py --readme`")
