@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from llmrec.bench_report import (BLOCK, COLUMNS, QUICK_BLOCK, bench_block, machine, quick_block, read_bench,
-                                 write_bench)
+from llmrec.bench_report import (
+    BLOCK,
+    COLUMNS,
+    QUICK_BLOCK,
+    bench_block,
+    machine,
+    quick_block,
+    read_bench,
+    write_bench,
+)
 from llmrec.errors import LlmrecError
 from llmrec.paths import repo_root
 
@@ -38,16 +46,6 @@ def test_no_rows_or_no_results_is_a_clear_error(tmp_path):
         read_bench(tmp_path / "missing")
 
 
-def test_readme_table_is_the_committed_benchmark_run():
-    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
-    start, end = f"<!-- {BLOCK}:start -->", f"<!-- {BLOCK}:end -->"
-    assert start in readme and end in readme
-    block = readme.split(start, 1)[1].split(end, 1)[0]
-    assert block.strip() == bench_block(repo_root() / "reports" / "benchmarks").strip(), (
-        "README's benchmark table differs from reports/benchmarks/: run "
-        "`python benchmarks/bench_fast_paths.py --readme`")
-
-
 def test_quick_line_gives_each_chapter_and_the_budget(tmp_path):
     import json
 
@@ -68,11 +66,14 @@ def test_quick_line_gives_each_chapter_and_the_budget(tmp_path):
         quick_block(tmp_path / "missing")
 
 
-def test_readme_quick_line_is_the_committed_timing_run():
+@pytest.mark.parametrize(("block", "render", "folder", "command"), [
+    (BLOCK, bench_block, "reports/benchmarks", "python benchmarks/bench_fast_paths.py --readme"),
+    (QUICK_BLOCK, quick_block, "reports", "python benchmarks/time_quick_tier.py --readme"),
+], ids=["fast-paths", "quick-tier"])
+def test_readme_draws_its_speed_numbers_from_the_committed_runs(block, render, folder, command):
     readme = (repo_root() / "README.md").read_text(encoding="utf-8")
-    start, end = f"<!-- {QUICK_BLOCK}:start -->", f"<!-- {QUICK_BLOCK}:end -->"
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     assert start in readme and end in readme
-    block = readme.split(start, 1)[1].split(end, 1)[0]
-    assert block.strip() == quick_block(repo_root() / "reports").strip(), (
-        "README's quick-preview line differs from reports/quick_timings.csv: run "
-        "`python benchmarks/time_quick_tier.py --readme`")
+    text = readme.split(start, 1)[1].split(end, 1)[0]
+    assert text.strip() == render(repo_root() / folder).strip(), (
+        f"README's {block} differ from the committed results: run `{command}`")
