@@ -41,8 +41,10 @@ def cpu_name() -> str:
 
 
 def machine(probe_fp32: float, probe_bf16: float, threads: int) -> dict[str, Any]:
-    """What the timings depend on: CPU, cores, threads, the matmul probes, the load now."""
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
+    """What the timings depend on: CPU, cores, threads, the matmul probes, the load and the
+    time now (the run's start)."""
+    return {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
             "matmul_gflops_fp32": round(probe_fp32, 1), "matmul_gflops_bf16": round(probe_bf16, 1),
             "load_average_start": round(os.getloadavg()[0], 2)}
 
@@ -59,7 +61,7 @@ def write_bench(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any], out_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "fast_paths.csv", frame[list(COLUMNS)].to_csv(index=False))
-    info = run_info(command=command, finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    info = run_info(command=command.strip(), finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     load_average_end=round(os.getloadavg()[0], 2), **dict(meta))
     info["git_commit"] = info.get("git_commit") or git_commit()
     info["versions"] = package_versions(["torch", "transformers"])
@@ -82,7 +84,7 @@ def bench_block(out_dir: str | Path) -> str:
     frame, info = read_bench(out_dir)
     m = info
     lines = [
-        f"Measured {m['started_utc'][:10]} on {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
+        f"Measured {m['finished_utc'][:10]} on {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
         f"thread), commit {str(m['git_commit'])[:10]}, torch {m['versions'].get('torch')}; load average "
         f"{m['load_average_start']:.1f} at the start and {m['load_average_end']:.1f} at the end. "
         f"This CPU's float32 1024x1024 matrix multiply runs at {m['matmul_gflops_fp32']:.0f} GFLOP/s on "

@@ -31,6 +31,7 @@ Score fusion of ranker and retriever is :mod:`llmrec.fusion`.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -302,6 +303,7 @@ class TrainedRanker(Recommender):
 
     def predict(self, records: pd.DataFrame) -> list[dict[str, Any]]:
         entries = self.candidate_scores(records)
+        self._first = first_pick_summary(entries)
         ranked = order_by_scores([e["candidates"] for e in entries], [e["llm_scores"] for e in entries],
                                  self.k)
         extra = [{"candidates": e["candidates"], "retriever_scores": _rounded(e["retriever_scores"]),
@@ -313,7 +315,71 @@ class TrainedRanker(Recommender):
         return {"retriever": getattr(self.retriever, "system", type(self.retriever).__name__),
                 "n_candidates": self.n_candidates, "shuffle_seed": self.seed,
                 "score_seconds": round(self.score_seconds, 3),
-                "score_seconds_per_record": round(per, 4)}
+                "score_seconds_per_record": round(per, 4), **getattr(self, "_first", {})}
+
+
+def chance_loss(tokenizer: Any, n_candidates: int = N_CANDIDATES) -> float:
+    """The loss of a ranker that guesses the letter uniformly among ``n_candidates`` and is
+    sure of the rest of its answer: ln(n) spread over an answer's scored tokens (the letter
+    and the end-of-sequence token, as :func:`llmrec.train.tokenize_pair` labels them: 2 on
+    the embedded tokenizers). A ranker whose validation loss ends near it learned nothing
+    about which candidate is right."""
+    scored = len(tokenizer(LETTERS[0], add_special_tokens=False)["input_ids"])
+    scored += tokenizer.eos_token_id is not None
+    return math.log(n_candidates) / scored
+
+
+def first_picks(entries: Sequence[Mapping[str, Any]], n_candidates: int = N_CANDIDATES) -> pd.DataFrame:
+    """Which letter the ranker put first, over :func:`candidate_scores`' ``entries``: one row
+    per letter, ``records`` and ``share``. A ranker that read the candidates spreads its
+    first picks over the letters (the candidates are listed in a seeded shuffle, so the
+    right answer's letter is uniform); one that learned only which letter answers most
+    often piles them on one letter."""
+    counts = dict.fromkeys(LETTERS[:n_candidates], 0)
+    for e in entries:
+        scores = e["llm_scores"]
+        best = max(range(len(scores)), key=lambda j: (scores[j], -j))  # retriever order breaks ties
+        counts[LETTERS[list(e["shown"]).index(best)]] += 1
+    frame = pd.DataFrame({"letter": list(counts), "records": list(counts.values())})
+    frame["share"] = frame["records"] / max(1, len(entries))
+    return frame
+
+
+def first_pick_summary(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``first_letter`` (the letter the ranker put first most often) and
+    ``first_letter_share`` (on what share of the records): the ranker row's check that it
+    read the candidates (:func:`first_picks`)."""
+    if not entries:
+        return {}
+    picks = first_picks(entries, max(len(e["candidates"]) for e in entries))
+    top = picks.sort_values(["records", "letter"], ascending=[False, True]).iloc[0]
+    return {"first_letter": str(top["letter"]), "first_letter_share": round(float(top["share"]), 4)}
+
+
+@register("letter-order")
+class LetterOrder(Recommender):
+    """The chance level of any ranker of the retriever's candidates: the retriever's top
+    ``n_candidates`` in the order the ranker's prompt lists them (:func:`shown_order`, a
+    seeded shuffle), the list of a ranker that always answers (A), (B), (C), (D). A ranker
+    that learned nothing about the candidates scores this, in expectation; it uses no
+    language model, so it is the same for every model with the same retriever and seed."""
+
+    def __init__(self, retriever: Any, *, n_candidates: int = N_CANDIDATES, k: int = 10, seed: int = 0):
+        if not 1 <= n_candidates <= len(LETTERS):
+            raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
+                              f"got {n_candidates}")
+        self.retriever, self.n_candidates, self.k, self.seed = retriever, n_candidates, k, seed
+        self.system = getattr(retriever, "system", type(retriever).__name__)
+        self.setting = f"top{n_candidates}-letter-order"
+
+    def predict(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        ids, _ = self.retriever.top_with_scores(records["input_ids"], self.n_candidates)
+        ranked = [[int(c[j]) for j in shown_order(rid, len(c), self.seed)]
+                  for rid, c in zip(records["record_id"], ids, strict=True)]
+        return ranked_predictions(ranked, self.k, [{"candidates": [int(x) for x in c]} for c in ids])
+
+    def settings(self) -> dict[str, Any]:
+        return {"retriever": self.system, "n_candidates": self.n_candidates, "shuffle_seed": self.seed}
 
 
 def stats_frame(stats: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -72,6 +72,9 @@ SETTINGS = {
     "lora-ranker-R/letters": "an adapter trained LlamaRec-style to pick a held-out like among "
                              "retriever R's top 20 (letters A-T); one forward pass per record "
                              "(chapter 8)",
+    "top20-letter-order": "the retriever's top 20 in the order the ranker's prompt lists them "
+                          "(a seeded shuffle): the list of a ranker that always answers A, B, C, "
+                          "D, the chance level of any ranker of those 20; no LLM (chapter 8)",
     "lora-ranker-R/fused": "R's standardised score + lambda x the trained ranker's "
                            "log-probability, lambda chosen on validation records (chapter 8)",
     "<llm>/constrained-greedy+R-prior": "constrained greedy decoding of the tuned model with "

@@ -28,13 +28,14 @@ def _row(way, x, same=None):
 def test_rows_and_run_facts_round_trip_into_the_readme_table(tmp_path):
     meta = machine(80.0, 20.0, threads=1)
     path = write_bench([_row("model.generate b32 (naive)", 1.0), _row("b32, rows leave", 1.6, "32/32")],
-                       meta, tmp_path, "python benchmarks/bench_fast_paths.py")
+                       meta, tmp_path, "python benchmarks/bench_fast_paths.py ")
     frame, info = read_bench(tmp_path)
     assert path.name == "fast_paths.csv" and list(frame.columns) == list(COLUMNS)
     assert info["matmul_gflops_fp32"] == 80.0 and info["threads"] == 1 and info["cores"] >= 1
-    assert "started_utc" in info and "load_average_end" in info and "torch" in info["versions"]
+    assert info["started_utc"] <= info["finished_utc"] and "load_average_end" in info
+    assert "torch" in info["versions"] and info["command"] == "python benchmarks/bench_fast_paths.py"
     table = bench_block(tmp_path)
-    assert f"Measured {info['started_utc'][:10]} on {info['cpu']}" in table
+    assert f"Measured {info['finished_utc'][:10]} on {info['cpu']}" in table
     assert "| smollm2-135m | greedy (chat) | b32, rows leave | 32 | 0.78 | 1.60 | 32/32 | 16.0 | 20% |" in table
     assert "| model.generate b32 (naive) | 32 | 1.25 | 1.00 |  |" in table  # no "same" for the naive row
 

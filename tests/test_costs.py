@@ -31,7 +31,6 @@ from llmrec.costs import (
 from llmrec.learning_curve import CURVES
 from llmrec.params import RANKING, load_params
 from llmrec.ranker import ranker_config
-from llmrec.train import config_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_FILES = ["llama-7b", "llama-13b", "llama-30b", "llama-65b", "gpt-j-6b"]

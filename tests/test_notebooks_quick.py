@@ -65,8 +65,12 @@ def test_every_chapter_runs_with_its_own_parameters(quick_runs):
     letters, fused = by_setting[ranker[0]], by_setting[f"lora-ranker-{retriever}/fused"]
     assert letters["n_records"] == fused["n_records"] == quick["eval_limit"]
     assert letters["retriever"] == fused["retriever"] == retriever and fused["weight"] in GRID
+    assert letters["first_letter"] in "ABCDEFGHIJKLMNOPQRST" and 0 < letters["first_letter_share"] <= 1
+    chance = [m for m in scored if m["setting"] == "top20-letter-order"]  # the ranker's chance level
+    assert len(chance) == 1 and chance[0]["system"] == retriever
+    assert chance[0]["n_records"] == quick["eval_limit"]
     prior = by_setting[f"lora/constrained-greedy+{retriever}-prior"]
     assert prior["n_records"] == RANKING["quick"]["generation_test"]
     assert prior["prior_valid_records"] == RANKING["quick"]["prior_valid"]
     figures = {p.name for p in (root / "model" / "figures").glob("08_*.png")}
-    assert {"08_changes.png", f"08_paired_{retriever}.png"} <= figures
+    assert {"08_changes.png", "08_first_picks.png", f"08_paired_{retriever}.png"} <= figures

@@ -8,15 +8,20 @@ import re
 import numpy as np
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from llmrec.artifacts import load_rows
 from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.formats import title_map, titles_for
 from llmrec.ranker import (
+    LetterOrder,
     TrainedRanker,
     answer_letter_ids,
     candidate_scores,
+    chance_loss,
+    first_pick_summary,
+    first_picks,
     ranker_examples,
     recall_at,
     shown_order,
@@ -105,6 +110,8 @@ def test_train_ranker_trains_caches_and_checks_cutoff(tiny_model_dir, item_knn_t
     assert all(math.isfinite(s["loss"]) for s in result.step_log)
     # only the letter and EOS are trained: 2 labelled tokens per example
     assert all(s["tokens"] in (2, 4) for s in result.step_log)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert chance_loss(tok, 20) == pytest.approx(math.log(20) / 2)  # ln 20 over the letter and EOS
     again, _ = train_ranker(str(tiny_model_dir), train, valid, item_knn_temporal, ml100k.movies, out, config,
                             progress=False)
     assert again.finished_utc == result.finished_utc and again.data_fingerprint == result.data_fingerprint
@@ -157,6 +164,11 @@ def test_trained_ranker_predicts_from_its_candidates_through_evaluate(tiny, item
         best = max(row["llm_scores"])
         assert row["llm_scores"][row["candidates"].index(row["predicted_ids"][0])] == best
     assert load_rows(tmp_path, "tiny", "lora-ranker/letters", "temporal") == rows
+    # the row says which letter the ranker put first most often, and how often
+    letters = [LETTERS[shown_order(r["record_id"], 20).index(r["candidates"].index(r["predicted_ids"][0]))]
+               for r in rows]
+    top = max(sorted(set(letters)), key=letters.count)
+    assert saved["first_letter"] == top and saved["first_letter_share"] == round(letters.count(top) / 6, 4)
     # each record is scored once: a second predict reads the cache
     assert ranker.scored_records == 6
     ranker.predict(records.head(3))
@@ -173,3 +185,33 @@ def test_recall_at_is_the_share_of_targets_in_the_top_n(item_knn_temporal, tempo
     assert rec["target_share"] == pytest.approx(np.mean(hits) / 4)
     assert 0 < rec["target_share"] <= rec["any_target"] <= 1
     assert recall_at(item_knn_temporal, records, 50)["target_share"] >= rec["target_share"]
+
+
+def test_first_picks_count_the_letter_each_record_put_first():
+    # candidates 10, 11, 12 in retriever order; the prompt showed them as (A) 12, (B) 10, (C) 11
+    entries = [{"candidates": [10, 11, 12], "shown": [2, 0, 1], "llm_scores": [-2.0, -3.0, -0.5]},  # 12: A
+               {"candidates": [10, 11, 12], "shown": [2, 0, 1], "llm_scores": [-0.1, -3.0, -2.0]},  # 10: B
+               {"candidates": [10, 11, 12], "shown": [1, 2, 0], "llm_scores": [-1.0, -1.0, -1.0]}]  # tie: 10, C
+    picks = first_picks(entries, 3)
+    assert picks.set_index("letter")["records"].to_dict() == {"A": 1, "B": 1, "C": 1}
+    assert picks["share"].sum() == pytest.approx(1.0)
+    entries[1]["llm_scores"] = [-3.0, -3.0, -0.1]  # now 12, shown as (A)
+    assert first_pick_summary(entries) == {"first_letter": "A", "first_letter_share": round(2 / 3, 4)}
+    assert first_pick_summary([]) == {}
+
+
+def test_letter_order_lists_the_candidates_as_the_prompt_shows_them(item_knn_temporal, temporal_parts, ml100k,
+                                                                   tmp_path):
+    assert REGISTRY["letter-order"] is LetterOrder
+    records = temporal_parts["test"].head(8)
+    control = LetterOrder(item_knn_temporal, n_candidates=20, k=4, seed=0)
+    rows, saved = evaluate_and_save(control, records, Task.of(ml100k.movies, temporal_parts["train"]), tmp_path,
+                                    "temporal")
+    assert saved["system"] == "item_knn" and saved["setting"] == "top20-letter-order"
+    assert saved["retriever"] == "item_knn" and saved["n_records"] == 8
+    tops = item_knn_temporal.recommend_many(records["input_ids"], 20)
+    for row, rid, top in zip(rows, records["record_id"], tops, strict=True):
+        assert row["candidates"] == [int(c) for c in top]
+        assert row["predicted_ids"] == [int(top[j]) for j in shown_order(rid, 20, 0)[:4]]
+    with pytest.raises(LlmrecError, match="n_candidates must be between 1 and 26"):
+        LetterOrder(item_knn_temporal, n_candidates=27)
