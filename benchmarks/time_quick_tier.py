@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = [p for p in notebooks if p.stem[:2] in wanted]
     caches = [root / "runs" / "quick", root / "runs" / "common-ml-100k-quick"]
     mode = "warm" if args.warm else "cold"
-    info = run_info(command="python benchmarks/time_quick_tier.py "
-                    + shlex.join(argv if argv is not None else sys.argv[1:]),
+    info = run_info(command=("python benchmarks/time_quick_tier.py "
+                             + shlex.join(argv if argv is not None else sys.argv[1:])).strip(),
                     cpu=cpu_name(), mode=mode, threads=os.environ.get("LLMREC_THREADS", "auto"),
                     load_average_start=round(os.getloadavg()[0], 2))
     if args.warm:

@@ -91,7 +91,7 @@ SIZES: dict[str, dict[str, int | None]] = {
 RANKING: dict[str, dict[str, int | None]] = {
     "smoke": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 8, "prior_valid": 4,
               "generation_test": 4},
-    "quick": {"train": 16, "valid": 8, "epochs": 1, "fusion_valid": 16, "prior_valid": 6,
+    "quick": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 12, "prior_valid": 4,
               "generation_test": 8},
     "cpu": {"train": 128, "valid": 32, "epochs": 1, "fusion_valid": 120, "prior_valid": 16,
             "generation_test": 60},
