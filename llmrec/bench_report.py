@@ -115,8 +115,9 @@ def quick_block(reports_dir: str | Path) -> str:
     cold = "each from an empty cache" if info["mode"] == "cold" else "in order, sharing one cache"
     cells = ", ".join(f"{r['chapter'][:2]} {r['minutes']:.1f}" for r in frame.to_dict("records"))
     within = int(frame["within_budget"].sum())
+    threads = "as many as cores are idle" if info["threads"] == "auto" else info["threads"]
     return (f"Measured {info['started_utc'][:10]} on {info['cpu']} ({info['cpu_count']} cores, torch "
-            f"threads: {info['threads']}; load average {info['load_average_start']:.1f} at the start), "
+            f"threads: {threads}; load average {info['load_average_start']:.1f} at the start), "
             f"commit {str(info['git_commit'])[:10]}, {cold}: minutes per chapter {cells}; "
             f"{within} of {len(frame)} within 3 minutes (`reports/quick_timings.csv`, written by "
             f"`{info['command']}`).\n")
