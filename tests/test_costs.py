@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.cli import main
+from llmrec.constrained import PRIOR_WEIGHTS
 from llmrec.costs import (
     A100,
     ARCHS,
@@ -75,10 +76,10 @@ def test_the_full_profile_passes():
     count = {c: sum(x.chapter == c for x in p) for c in CHAPTERS}
     # 2 presets x 2 splits; 15 sweep points + greedy and beam4; per split: constrained,
     # 2 timing passes, 2 rerankers, 5 ablations. Chapter 4 adds a greedy pass per point of
-    # the learning curve (4), chapter 8 the ranker on validation and test records, 5 prior
+    # the learning curve (4), chapter 8 the ranker on validation and test records, 7 prior
     # weights on validation records, plain and prior constrained decoding on test records
     assert count == {"02_zero_shot": 4, "03_few_shot": 4, "04_lora_finetune": 4 + 4,
-                     "06_decoding": 17, "07_beyond": 20, "08_llm_with_cf": 2 + 5 + 2}
+                     "06_decoding": 17, "07_beyond": 20, "08_llm_with_cf": 2 + len(PRIOR_WEIGHTS) + 2}
     assert {x.n for x in p if x.chapter == "02_zero_shot"} == {897, 920}
     assert all(x.beams == 4 for x in p if "beam4" in x.what)
     curve = [x for x in p if x.what.startswith("curve ")]
@@ -90,7 +91,7 @@ def test_the_full_profile_passes():
     assert [(x.n, x.new_tokens, x.beams) for x in ranker] == [(703, 0, 1), (897, 0, 1)]
     assert all(x.prompt_tokens == ML100K.prompt_tokens["ranker"] for x in ranker)
     prior = [x for x in ch8.values() if "prior weight" in x.what]
-    assert [x.n for x in prior] == [RANKING["full"]["prior_valid"]] * 5
+    assert [x.n for x in prior] == [RANKING["full"]["prior_valid"]] * len(PRIOR_WEIGHTS)
     generated = [x for x in ch8.values() if x.what.startswith("constrained greedy (")
                  or x.what.startswith("constrained greedy + prior (")]
     assert [x.n for x in generated] == [897, 897]  # generation_test None: every test record
@@ -107,7 +108,7 @@ def test_the_long_profile_passes_use_its_sizes_and_the_compact_prompt():
     size = RANKING["long"]
     ch8 = [x for x in p if x.chapter == "08_llm_with_cf"]
     # the ranker scores every test record outside the previews; generation its sample
-    assert [x.n for x in ch8] == [703, 897] + [size["prior_valid"]] * 5 + [size["generation_test"]] * 2
+    assert [x.n for x in ch8] == [703, 897] + [size["prior_valid"]] * len(PRIOR_WEIGHTS) + [size["generation_test"]] * 2
     assert curve_points(params) == [("128", 128), ("512", 512), ("1024", 1024), ("all", None)]
     # the smoke file names no curve: the profile's
     assert curve_points(_params("smoke")) == [(str(n), n) for n in CURVES["smoke"]]
