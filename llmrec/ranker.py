@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec.artifacts import read_jsonl, write_jsonl
 from llmrec.errors import LlmrecError
 from llmrec.formats import title_map, titles_for
 from llmrec.models import load_tokenizer, resolve_model
@@ -266,11 +267,15 @@ class TrainedRanker(Recommender):
     (:func:`llmrec.train.load_tuned`). Predictions keep ``candidates`` (retriever order),
     ``retriever_scores`` and ``llm_scores``. :meth:`candidate_scores` caches each record's
     scores (by record id and inputs), so :class:`llmrec.fusion.Fusion` reuses them without
-    a second pass."""
+    a second pass. With ``scores_file`` (:func:`scores_file`) the scores also go to disk,
+    and a rerun with the same adapter reads back every record whose candidates and listing
+    are unchanged: the same numbers, without the forward pass (``reused_scores`` in the
+    row counts them)."""
 
     def __init__(self, model: Any, tokenizer: Any, movies: Any, retriever: Any, *, system: str,
                  setting: str = "lora-ranker/letters", n_candidates: int = N_CANDIDATES,
-                 k: int = 10, seed: int = 0, batch_size: int = 8, progress: bool = True):
+                 k: int = 10, seed: int = 0, batch_size: int = 8, progress: bool = True,
+                 scores_file: str | Path | None = None):
         if not 1 <= n_candidates <= len(LETTERS):
             raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
                               f"got {n_candidates}")
@@ -280,7 +285,12 @@ class TrainedRanker(Recommender):
         self.batch_size, self.progress = batch_size, progress
         self.score_seconds = 0.0
         self.scored_records = 0
+        self.reused_records = 0
         self._cache: dict[tuple, dict[str, Any]] = {}
+        self.scores_file = Path(scores_file) if scores_file is not None else None
+        self._stored: dict[tuple, dict[str, Any]] = {}
+        if self.scores_file is not None and self.scores_file.is_file():
+            self._stored = {self._key(e["record_id"], e["input_ids"]): e for e in read_jsonl(self.scores_file)}
 
     @staticmethod
     def _key(record_id: object, inputs: Sequence[int]) -> tuple:
@@ -290,6 +300,8 @@ class TrainedRanker(Recommender):
         """:func:`candidate_scores` of ``records``, each record scored once per object."""
         keys = [self._key(r, i) for r, i in zip(records["record_id"], records["input_ids"], strict=True)]
         missing = [n for n, key in enumerate(keys) if key not in self._cache]
+        if missing and self._stored:
+            missing = self._reuse(records.iloc[missing], [keys[n] for n in missing], missing)
         if missing:
             start = time.perf_counter()
             fresh = candidate_scores(self.model, self.tokenizer, records.iloc[missing], self.retriever,
@@ -299,7 +311,36 @@ class TrainedRanker(Recommender):
             self.scored_records += len(fresh)
             for n, entry in zip(missing, fresh, strict=True):
                 self._cache[keys[n]] = entry
+            if self.scores_file is not None:
+                self._store()
         return [self._cache[key] for key in keys]
+
+    def _reuse(self, records: pd.DataFrame, keys: list[tuple], positions: list[int]) -> list[int]:
+        """Take the stored scores of ``records`` whose candidates and listing are today's
+        (the retriever's fresh top ``n_candidates`` and :func:`shown_order`); returns the
+        positions still to score."""
+        ids, raw = self.retriever.top_with_scores(records["input_ids"], self.n_candidates)
+        left = []
+        for pos, key, rid, cands, cand_raw in zip(positions, keys, records["record_id"], ids, raw, strict=True):
+            old = self._stored.get(key)
+            cands = [int(c) for c in cands]
+            if (old is not None and old["candidates"] == cands
+                    and old["shown"] == shown_order(rid, len(cands), self.seed)):
+                self._cache[key] = {**{k: old[k] for k in ("record_id", "candidates", "llm_scores", "shown")},
+                                    "retriever_scores": [float(x) for x in cand_raw]}
+                self.reused_records += 1
+            else:
+                left.append(pos)
+        return left
+
+    def _store(self) -> None:
+        """Every record scored so far (and any stored before), in ``scores_file``: a rerun of
+        the same adapter reads them back instead of another forward pass."""
+        entries = {**self._stored, **self._cache}
+        self._stored = entries
+        write_jsonl(self.scores_file, [{"record_id": e["record_id"], "input_ids": list(key[1]),
+                                        "candidates": e["candidates"], "shown": e["shown"],
+                                        "llm_scores": e["llm_scores"]} for key, e in entries.items()])
 
     def predict(self, records: pd.DataFrame) -> list[dict[str, Any]]:
         entries = self.candidate_scores(records)
@@ -315,7 +356,21 @@ class TrainedRanker(Recommender):
         return {"retriever": getattr(self.retriever, "system", type(self.retriever).__name__),
                 "n_candidates": self.n_candidates, "shuffle_seed": self.seed,
                 "score_seconds": round(self.score_seconds, 3),
-                "score_seconds_per_record": round(per, 4), **getattr(self, "_first", {})}
+                "score_seconds_per_record": round(per, 4), "reused_scores": self.reused_records,
+                **getattr(self, "_first", {})}
+
+
+def scores_file(adapter_dir: str | Path, dtype: str, seed: int = 0) -> Path:
+    """Where :class:`TrainedRanker` keeps the scores of one adapter: beside it, named by a
+    hash of the adapter's weights, the dtype it runs in and the listing seed, so a
+    retrained adapter or another precision never reads another's scores."""
+    import hashlib
+
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise LlmrecError(f"no adapter weights in {adapter_dir}; train the ranker first (train_ranker)")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return Path(adapter_dir).parent / "scores" / f"{digest}-{dtype}-seed{seed}.jsonl.gz"
 
 
 def chance_loss(tokenizer: Any, n_candidates: int = N_CANDIDATES) -> float:

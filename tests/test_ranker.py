@@ -24,6 +24,7 @@ from llmrec.ranker import (
     first_picks,
     ranker_examples,
     recall_at,
+    scores_file,
     shown_order,
     train_ranker,
 )
@@ -215,3 +216,35 @@ def test_letter_order_lists_the_candidates_as_the_prompt_shows_them(item_knn_tem
         assert row["predicted_ids"] == [int(top[j]) for j in shown_order(rid, 20, 0)[:4]]
     with pytest.raises(LlmrecError, match="n_candidates must be between 1 and 26"):
         LetterOrder(item_knn_temporal, n_candidates=27)
+
+
+def test_scores_on_disk_are_read_back_only_for_unchanged_candidates(tiny, item_knn_temporal, temporal_parts,
+                                                                    ml100k, tmp_path):
+    import gzip
+    import json
+
+    model, tok = tiny
+    records = temporal_parts["test"].head(6)
+    adapter = tmp_path / "ranker" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    path = scores_file(adapter, "float32", seed=0)
+    assert path.parent == tmp_path / "ranker" / "scores" and "float32-seed0" in path.name
+    kw = dict(system="tiny", k=4, batch_size=3, progress=False, scores_file=path)
+    first = TrainedRanker(model, tok, ml100k.movies, item_knn_temporal, **kw)
+    want = first.predict(records)
+    assert first.scored_records == 6 and path.is_file()
+    again = TrainedRanker(model, tok, ml100k.movies, item_knn_temporal, **kw)
+    assert again.predict(records) == want  # the same lists and scores, bit for bit
+    assert again.scored_records == 0 and again.reused_records == 6
+    assert again.settings()["reused_scores"] == 6
+    # a stored entry whose candidates are not the retriever's today is scored again
+    rows = [json.loads(line) for line in gzip.open(path, "rt")]
+    rows[0]["candidates"] = rows[0]["candidates"][::-1]
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    third = TrainedRanker(model, tok, ml100k.movies, item_knn_temporal, **kw)
+    assert third.predict(records) == want and third.scored_records == 1 and third.reused_records == 5
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained")
+    assert scores_file(adapter, "float32", seed=0) != path  # another adapter, another file
+    with pytest.raises(LlmrecError, match="train the ranker first"):
+        scores_file(tmp_path / "nowhere", "float32")
