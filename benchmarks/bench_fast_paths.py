@@ -84,9 +84,8 @@ class Timer:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from llmrec.artifacts import atomic_write_text
     from llmrec.baselines import fit_baseline
-    from llmrec.bench_report import BLOCK, bench_block, machine, write_bench
+    from llmrec.bench_report import BLOCK, bench_block, machine, redraw_readme, write_bench
     from llmrec.constrained import CatalogTrie, constrained_generate
     from llmrec.data import load_movielens
     from llmrec.decoding import generate, prefix_split
@@ -98,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     from llmrec.records import build_records, split_records
     from llmrec.rerank import _candidate_ids, catalog_vocabulary, order_by_scores, rerank_likelihood
     from llmrec.samples import sample_label, sample_records
-    from llmrec.summary import with_block
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
@@ -259,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_bench(bench_rows, meta, args.out, command)
     print(f"wrote {path} and its run facts beside it")
     if args.readme:
-        readme = repo_root() / "README.md"
-        atomic_write_text(readme, with_block(readme.read_text(encoding="utf-8"), BLOCK, bench_block(args.out)))
-        print(f"redrew the benchmark table of {readme}")
+        print(f"redrew the benchmark table of {redraw_readme(BLOCK, bench_block(args.out))}")
     return 0
 
 

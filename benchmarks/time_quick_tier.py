@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from llmrec.artifacts import atomic_write_text, run_info
-    from llmrec.bench_report import QUICK_BLOCK, cpu_name, quick_block
+    from llmrec.bench_report import QUICK_BLOCK, cpu_name, quick_block, redraw_readme
     from llmrec.paths import repo_root
-    from llmrec.summary import with_block
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chapters", nargs="+", default=None, help="e.g. 02 04 (default: all)")
@@ -93,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "quick_timings.json", json.dumps(info, indent=2, default=str) + "\n")
     print(frame.to_string(index=False))
     if args.readme:
-        readme = root / "README.md"
-        atomic_write_text(readme, with_block(readme.read_text(encoding="utf-8"), QUICK_BLOCK, quick_block(out)))
+        redraw_readme(QUICK_BLOCK, quick_block(out), root / "README.md")
     print(f"wrote {out / 'quick_timings.csv'}; budget {BUDGET_MINUTES:g} min a chapter: "
           f"{int(frame['within_budget'].sum())} of {len(frame)} within")
     return 0 if frame["within_budget"].all() else 1

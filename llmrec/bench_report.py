@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmrec.artifacts import atomic_write_text, git_commit, package_versions, run_info
+from llmrec.artifacts import atomic_write_text, package_versions, run_info
 from llmrec.errors import LlmrecError
 
 #: The columns of ``fast_paths.csv``, one row per (model, pass, way).
@@ -63,7 +63,6 @@ def write_bench(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any], out_
     atomic_write_text(out / "fast_paths.csv", frame[list(COLUMNS)].to_csv(index=False))
     info = run_info(command=command.strip(), finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     load_average_end=round(os.getloadavg()[0], 2), **dict(meta))
-    info["git_commit"] = info.get("git_commit") or git_commit()
     info["versions"] = package_versions(["torch", "transformers"])
     atomic_write_text(out / "fast_paths.json", json.dumps(info, indent=2, default=str) + "\n")
     return out / "fast_paths.csv"
@@ -121,3 +120,12 @@ def quick_block(reports_dir: str | Path) -> str:
             f"commit {str(info['git_commit'])[:10]}, {cold}: minutes per chapter {cells}; "
             f"{within} of {len(frame)} within 3 minutes (`reports/quick_timings.csv`, written by "
             f"`{info['command']}`).\n")
+
+
+def redraw_readme(block: str, text: str, readme: str | Path | None = None) -> Path:
+    """README.md with its generated ``block`` (:data:`BLOCK`, :data:`QUICK_BLOCK`) replaced by ``text``."""
+    from llmrec.paths import repo_root
+    from llmrec.summary import with_block
+
+    path = Path(readme) if readme is not None else repo_root() / "README.md"
+    return atomic_write_text(path, with_block(path.read_text(encoding="utf-8"), block, text))

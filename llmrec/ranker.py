@@ -65,6 +65,13 @@ from llmrec.train import (
 N_CANDIDATES = 20
 
 
+def _check_candidates(n_candidates: int) -> None:
+    """One letter per candidate: between 1 and 26 of them."""
+    if not 1 <= n_candidates <= len(LETTERS):
+        raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
+                          f"got {n_candidates}")
+
+
 def _rng(record_id: object, seed: int) -> random.Random:
     """The record's own random stream: a hash of the seed and the record id (SHA-256, the
     same in every process), so a record's example does not depend on the others."""
@@ -138,9 +145,7 @@ def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,
     letter only, ``candidates`` in retriever order. ``stats``: ``records``, ``kept``,
     ``dropped``, ``kept_share`` and ``targets_in_candidates`` (mean share of a record's
     targets among its candidates, over all records)."""
-    if not 1 <= n_candidates <= len(LETTERS):
-        raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
-                          f"got {n_candidates}")
+    _check_candidates(n_candidates)
     names = title_map(movies)
     candidates = retriever.recommend_many(records["input_ids"], n_candidates) if len(records) else []
     pairs: list[dict[str, Any]] = []
@@ -211,9 +216,7 @@ def candidate_scores(model: Any, tokenizer: Any, records: pd.DataFrame, retrieve
     ``batch_size`` prompts at a time with left padding (prompts batched by length)."""
     if len(records) == 0:
         return []
-    if not 1 <= n_candidates <= len(LETTERS):
-        raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
-                          f"got {n_candidates}")
+    _check_candidates(n_candidates)
     names = title_map(movies)
     ids, raw = retriever.top_with_scores(records["input_ids"], n_candidates)
     prompts, orders = [], []
@@ -276,9 +279,7 @@ class TrainedRanker(Recommender):
                  setting: str = "lora-ranker/letters", n_candidates: int = N_CANDIDATES,
                  k: int = 10, seed: int = 0, batch_size: int = 8, progress: bool = True,
                  scores_file: str | Path | None = None):
-        if not 1 <= n_candidates <= len(LETTERS):
-            raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
-                              f"got {n_candidates}")
+        _check_candidates(n_candidates)
         self.model, self.tokenizer, self.movies, self.retriever = model, tokenizer, movies, retriever
         self.system, self.setting = system, setting
         self.n_candidates, self.k, self.seed = n_candidates, k, seed
@@ -286,6 +287,7 @@ class TrainedRanker(Recommender):
         self.score_seconds = 0.0
         self.scored_records = 0
         self.reused_records = 0
+        self._first: dict[str, Any] = {}  # first_pick_summary of the last predict
         self._cache: dict[tuple, dict[str, Any]] = {}
         self.scores_file = Path(scores_file) if scores_file is not None else None
         self._stored: dict[tuple, dict[str, Any]] = {}
@@ -357,7 +359,7 @@ class TrainedRanker(Recommender):
                 "n_candidates": self.n_candidates, "shuffle_seed": self.seed,
                 "score_seconds": round(self.score_seconds, 3),
                 "score_seconds_per_record": round(per, 4), "reused_scores": self.reused_records,
-                **getattr(self, "_first", {})}
+                **self._first}
 
 
 def scores_file(adapter_dir: str | Path, dtype: str, seed: int = 0) -> Path:
@@ -420,9 +422,7 @@ class LetterOrder(Recommender):
     language model, so it is the same for every model with the same retriever and seed."""
 
     def __init__(self, retriever: Any, *, n_candidates: int = N_CANDIDATES, k: int = 10, seed: int = 0):
-        if not 1 <= n_candidates <= len(LETTERS):
-            raise LlmrecError(f"n_candidates must be between 1 and {len(LETTERS)} (one letter each), "
-                              f"got {n_candidates}")
+        _check_candidates(n_candidates)
         self.retriever, self.n_candidates, self.k, self.seed = retriever, n_candidates, k, seed
         self.system = getattr(retriever, "system", type(retriever).__name__)
         self.setting = f"top{n_candidates}-letter-order"

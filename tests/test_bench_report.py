@@ -78,3 +78,14 @@ def test_readme_draws_its_speed_numbers_from_the_committed_runs(block, render, f
     text = readme.split(start, 1)[1].split(end, 1)[0]
     assert text.strip() == render(repo_root() / folder).strip(), (
         f"README's {block} differ from the committed results: run `{command}`")
+
+
+def test_redraw_readme_replaces_only_its_block(tmp_path):
+    from llmrec.bench_report import redraw_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n<!-- {BLOCK}:start -->\nold\n<!-- {BLOCK}:end -->\ntail\n")
+    redraw_readme(BLOCK, "new table\n", readme)
+    assert readme.read_text() == f"intro\n<!-- {BLOCK}:start -->\nnew table\n<!-- {BLOCK}:end -->\ntail\n"
+    with pytest.raises(LlmrecError, match="lacks the markers"):
+        redraw_readme(QUICK_BLOCK, "x", readme)
