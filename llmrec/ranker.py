@@ -273,13 +273,19 @@ class TrainedRanker(Recommender):
     a second pass. With ``scores_file`` (:func:`scores_file`) the scores also go to disk,
     and a rerun with the same adapter reads back every record whose candidates and listing
     are unchanged: the same numbers, without the forward pass (``reused_scores`` in the
-    row counts them)."""
+    row counts them). ``batch_size``: prompts a forward pass (None: 1 on a CPU, 8 on an
+    accelerator)."""
 
     def __init__(self, model: Any, tokenizer: Any, movies: Any, retriever: Any, *, system: str,
                  setting: str = "lora-ranker/letters", n_candidates: int = N_CANDIDATES,
-                 k: int = 10, seed: int = 0, batch_size: int = 8, progress: bool = True,
+                 k: int = 10, seed: int = 0, batch_size: int | None = None, progress: bool = True,
                  scores_file: str | Path | None = None):
         _check_candidates(n_candidates)
+        if batch_size is None:
+            # one prompt a pass on a CPU: no padding, no attention mask (measured on SmolLM2's
+            # ranker, 1 thread: 0.94 s a record against 1.01 batched by 8, same orders);
+            # batches of 8 on an accelerator
+            batch_size = 1 if next(model.parameters()).device.type == "cpu" else 8
         self.model, self.tokenizer, self.movies, self.retriever = model, tokenizer, movies, retriever
         self.system, self.setting = system, setting
         self.n_candidates, self.k, self.seed = n_candidates, k, seed
