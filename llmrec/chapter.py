@@ -21,6 +21,8 @@ on which other runs exist.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -29,13 +31,14 @@ from typing import Any
 import pandas as pd
 
 from llmrec import plots
-from llmrec.artifacts import read_json, system_dir
+from llmrec.artifacts import load_rows, read_json, read_jsonl, system_dir
 from llmrec.data import MovieLens, load_movielens
 from llmrec.errors import LlmrecError
 from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.failures import FAILURE_COLUMNS, failure_frame
 from llmrec.generation import FreeGeneration
 from llmrec.matching import Catalog, get_matcher
+from llmrec.metrics import score
 from llmrec.models import load_model, model_facts, pick_threads
 from llmrec.params import collect, common_params, records_for
 from llmrec.paths import in_repo, runs_dir
@@ -81,6 +84,11 @@ class Chapter:
         if chapter.P["profile"] == "quick":
             print(PREVIEW.format(n=chapter.P["eval_limit"], model=chapter.P["model"]))
         sns.set_theme(style="whitegrid", context="notebook")
+        # library notices that say nothing about this chapter's results, kept out of its output:
+        # bitsandbytes' optional CPU kernel (4-bit layers are not used on a CPU run) and
+        # transformers' deprecation notices
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
         pd.set_option("display.max_colwidth", 200)
         pd.set_option("display.width", 200)
         return chapter
@@ -212,14 +220,43 @@ class Chapter:
         named = self.P.get("common_dir")
         return in_repo(named) if named else runs_dir() / common_params(self.P)["name"]
 
-    def references(self, split: str, systems: Sequence[str] = REFERENCES) -> pd.DataFrame:
-        """The baselines' rows on ``split`` from the common run (empty before it has run)."""
+    def references(self, split: str, systems: Sequence[str] = REFERENCES,
+                   records: Sequence[str] | None = None) -> pd.DataFrame:
+        """The baselines' rows on ``split`` from the common run (empty before it has run).
+
+        With ``records`` (record ids), each baseline is re-scored on exactly those records
+        from its predictions file, so that a reference line is comparable with rows scored
+        on a sample (its ``n_records`` says so)."""
         found = []
         for name in systems:
             path = system_dir(self.common_dir, name, "baseline", split) / "metrics.json"
-            if path.is_file():
-                found.append(read_json(path))
+            if not path.is_file():
+                continue
+            row = read_json(path)
+            if records is not None:
+                wanted = set(records)
+                preds = [r for r in load_rows(self.common_dir, name, "baseline", split) or []
+                         if r["record_id"] in wanted]
+                if len(preds) != len(wanted):
+                    raise LlmrecError(f"baseline {name} on {split} lacks {len(wanted) - len(preds)} of the "
+                                      f"records to re-score; rerun chapter 5 of {self.common_dir.name}")
+                row = {**row, **score(preds, k_values=(4,)), "n_records": len(preds)}
+            found.append(row)
         return pd.DataFrame(found)
+
+    @staticmethod
+    def shared_records(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
+        """The record ids every row was scored on, when all rows share one set (read from
+        their predictions files); None when they differ or a file is missing."""
+        sets = []
+        for row in rows:
+            path = row.get("predictions")
+            if not isinstance(path, str) or not in_repo(path).is_file():
+                return None
+            sets.append([r["record_id"] for r in read_jsonl(in_repo(path))])
+        if not sets or any(set(s) != set(sets[0]) for s in sets[1:]):
+            return None
+        return sets[0]
 
     def save(self, fig, stem: str) -> Path:
         """Save ``fig`` as ``figures/<chapter>_<stem>.png`` in the run folder."""
@@ -227,22 +264,26 @@ class Chapter:
         fig.savefig(path, dpi=120, bbox_inches="tight")
         return path
 
-    def show(self, fig, stem: str) -> Path:
-        """:meth:`save`, then show the figure in the notebook."""
+    def show(self, fig, stem: str) -> None:
+        """:meth:`save`, then show the figure in the notebook (returns nothing, so a cell that
+        ends with it shows the figure and no path)."""
         import matplotlib.pyplot as plt  # notebooks only: the package draws lazily
 
-        path = self.save(fig, stem)
+        self.save(fig, stem)
         plt.show()
-        return path
 
     def map_figure(self, title: str, rows: Sequence[Mapping[str, Any]] | None = None,
-                   stem: str = "map") -> Path:
+                   stem: str = "map") -> None:
         """MAP@4 with intervals of ``rows`` (default: this chapter's), the baselines of the
         first split as reference lines (:func:`llmrec.plots.map_intervals`); saved, shown."""
-        table = self.table(rows)
+        chosen = list(self.rows if rows is None else rows)
+        table = self.table(chosen)
+        split = self.P["splits"][0]
+        # the baselines on the rows' own records when they share one sample, else on all
+        same = self.shared_records([r for r in chosen if r.get("split") == split])
         fig = plots.map_intervals(table, f"{title}, {self.P['name']}",
-                                  self.references(self.P["splits"][0]))
-        return self.show(fig, stem)
+                                  self.references(split, records=same))
+        self.show(fig, stem)
 
     def failures(self, rows_by_setting: Mapping[Any, Sequence[Mapping[str, Any]]],
                  title: str) -> pd.DataFrame:

@@ -75,13 +75,16 @@ def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | Non
             ax.annotate(f"0 hits (< {bound:.3f})", (bound, i), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=8)
             right = max(right, bound)
-    if references is not None:
+    if references is not None and len(references):
         palette = sns.color_palette("Dark2", len(references))
         for c, (_, r) in zip(palette, references.iterrows(), strict=True):
             ax.axvline(r["map_at_4"], ls="--", lw=1, color=c,
                        label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
             right = max(right, r["map_at_4"])
-        ax.legend(title="baselines, same split", fontsize=8, loc="lower right")
+        n_ref = sorted({int(n) for n in references["n_records"]})
+        on = f"n={n_ref[0]}" if len(n_ref) == 1 else "n as labelled"
+        ax.legend(title=f"baselines, same split ({on})", fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlim(0, max(right * 1.25, 1e-3))
     ax.set_title(title)
@@ -102,8 +105,13 @@ def paired_differences(paired: pd.DataFrame, title: str, metric: str = "MAP@4"):
                 fmt="o", color="tab:blue", capsize=4)
     ax.axvline(0, color="grey", lw=1)
     split = f"{paired['split'].iloc[0]}, " if "split" in paired else ""
-    ax.set_yticks(range(len(paired)), list(paired["system"]))
-    ax.set_title(f"{title}\n({split}paired on the same {int(paired['n_records'].iloc[0])} records)")
+    sizes = paired["n_records"].astype(int)
+    if sizes.nunique() == 1:
+        ax.set_yticks(range(len(paired)), list(paired["system"]))
+        ax.set_title(f"{title}\n({split}paired on the same {sizes.iloc[0]} records)")
+    else:  # rows on different samples: each row says its n
+        ax.set_yticks(range(len(paired)), [f"{s} (n={n})" for s, n in zip(paired["system"], sizes, strict=True)])
+        ax.set_title(f"{title}\n({split}each row paired on its own records, n on the left)")
     ax.set_xlabel(f"difference in {metric} (absolute, 0-1 scale; 95% paired bootstrap)")
     ax.set_ylabel("")
     fig.tight_layout()
