@@ -31,7 +31,7 @@ from llmrec.train import TrainConfig, TrainResult, config_for, curve_dir, train_
 CURVES: dict[str, tuple[int | None, ...]] = {
     "smoke": (8, 16),
     "quick": (16, 32),
-    "cpu": (32,),
+    "cpu": (16,),
     "long": (128, 512, 1024, None),
     "full": (128, 512, 2048, None),
 }

@@ -4,8 +4,9 @@ The report runs every chapter with papermill into ``runs/<run>/notebooks/``; agg
 copies the completed ones to ``reports/notebooks/<run>/`` through :func:`export_notebook`,
 so a reader with only the repository reads every chapter with its tables and figures
 inline. What it changes, and nothing else: figures stay inline as PNG (other renderings
-of the same output, such as SVG, and widget states, which render nowhere without a kernel,
-are dropped), a long text output keeps its first and last lines with a line saying how many
+of the same output, such as SVG, and widgets with their states, which render nowhere without
+a kernel and whose plain-text form is their first state, such as a progress bar at 0%, are
+dropped), a long text output keeps its first and last lines with a line saying how many
 were trimmed, progress-bar noise (carriage-return redraws) keeps only its final state, and
 a very large HTML table falls back to its plain-text form. nbformat reads and writes the
 files; no converter does this trimming, so it is written here.
@@ -22,6 +23,8 @@ from llmrec.artifacts import atomic_write_text
 KEEP = ("text/html", "text/markdown", "text/plain")
 #: A text output longer than this many lines keeps its head and tail.
 MAX_LINES = 60
+#: The output format of a Jupyter widget.
+WIDGET = "application/vnd.jupyter.widget-view+json"
 #: An HTML output larger than this falls back to its text/plain form.
 MAX_HTML = 60_000
 
@@ -50,6 +53,11 @@ def _slim(output: Any, max_lines: int) -> Any | None:
         return output
     if kind in ("display_data", "execute_result"):
         data = output.get("data", {})
+        if WIDGET in data:
+            # a widget (tqdm's notebook progress bar): its text/plain is its state when it was
+            # created ("0%| 0/272"), never its final one, and the widget renders nowhere without
+            # a kernel
+            return None
         kept = {k: data[k] for k in ("image/png",) if k in data}
         html = data.get("text/html")
         if html is not None and len(html) <= MAX_HTML:
@@ -62,7 +70,7 @@ def _slim(output: Any, max_lines: int) -> Any | None:
         if not kept:
             return None
         output["data"] = kept
-        output.get("metadata", {}).pop("application/vnd.jupyter.widget-view+json", None)
+        output.get("metadata", {}).pop(WIDGET, None)
         return output
     if kind == "error":
         output["traceback"] = output.get("traceback", [])[-8:]

@@ -69,7 +69,7 @@ PROFILES = ("smoke", "quick", "cpu", "long", "full")
 SWEEPS: dict[str, dict[str, Any]] = {
     "smoke": {"n_records": 3, "temperature": [0.5, 1.2], "top_p": [0.9, 1.0], "n_cost": 2},
     "quick": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.9], "n_cost": 4},
-    "cpu": {"n_records": 8, "temperature": [0.3, 1.2], "top_p": [0.8, 1.0], "n_cost": 4},
+    "cpu": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.8, 1.0], "n_cost": 3},
     "long": {"n_records": 12, "temperature": [0.3, 0.7, 1.2], "top_p": [0.8, 1.0], "n_cost": 8},
     "full": {"n_records": 300, "temperature": [0.2, 0.5, 0.8, 1.1, 1.5], "top_p": [0.7, 0.9, 1.0],
              "n_cost": 100},
@@ -78,7 +78,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
 SIZES: dict[str, dict[str, int | None]] = {
     "smoke": {"constrained": 8, "rerank": 8, "ablation": 8, "timing": 4},
     "quick": {"constrained": None, "rerank": 12, "ablation": 8, "timing": 4},
-    "cpu": {"constrained": None, "rerank": 50, "ablation": 20, "timing": 8},
+    "cpu": {"constrained": None, "rerank": 30, "ablation": 12, "timing": 4},
     "long": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
 }
@@ -93,8 +93,8 @@ RANKING: dict[str, dict[str, int | None]] = {
               "generation_test": 4},
     "quick": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 12, "prior_valid": 4,
               "generation_test": 8},
-    "cpu": {"train": 64, "valid": 16, "epochs": 1, "fusion_valid": 60, "prior_valid": 8,
-            "generation_test": 30},
+    "cpu": {"train": 32, "valid": 8, "epochs": 1, "fusion_valid": 40, "prior_valid": 4,
+            "generation_test": 20},
     "long": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 48,
              "generation_test": 300},
     "full": {"train": None, "valid": None, "epochs": 1, "fusion_valid": None, "prior_valid": 200,

@@ -135,7 +135,15 @@ def decoding_sweep(grid: pd.DataFrame, title: str):
                 yerr = [rows["map_at_4"] - rows["map_at_4_low"], rows["map_at_4_high"] - rows["map_at_4"]]
             ax.errorbar(rows["temperature"], rows[measure], yerr=yerr, marker="o", capsize=3,
                         color=palette[p], label=f"top-p {p}")
-        ax.set_ylim(bottom=0, top=max(1e-3, float((grid.get(f"{measure}_high", grid[measure])).max()) * 1.15))
+        top = float((grid.get(f"{measure}_high", grid[measure])).max())
+        if measure == "map_at_4" and "n_records" in grid:
+            for _, r in grid[grid["map_at_4_high"] == 0].iterrows():  # no hit: dotted up to 3/n
+                bound = zero_hit_bound(int(r["n_records"]))
+                ax.vlines(r["temperature"], 0, bound, linestyles=":", colors=[palette[r["top_p"]]], lw=1)
+                top = max(top, bound)
+            n = sorted({int(v) for v in grid["n_records"]})
+            label = f"{label[:-1]}; no hit: dotted to 3/n; n={', '.join(map(str, n))})"
+        ax.set_ylim(bottom=0, top=max(1e-3, top * 1.15))
         ax.set_title(label.split(" (")[0] + " against temperature")
         ax.set_xlabel("temperature (unitless; 1 = the model's own)")
         ax.set_ylabel(label)
@@ -309,17 +317,22 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
         low, high = _errors(ours)
         ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
                     ecolor="black", capsize=3, lw=1)
-    groups = baselines.groupby(baselines["map_at_4"].round(3))  # equal levels share a label
-    levels = zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join), strict=True)
-    for level, names in levels:  # baselines have no size: a dashed level each
-        ax.axhline(level, ls="--", lw=0.8, color="#2ca02c")
-        ax.annotate(f"{names} (baseline)", (0.01, level), xycoords=("axes fraction", "data"),
-                    fontsize=7, color="#2ca02c", xytext=(0, 2), textcoords="offset points")
+        for _, r in ours[ours["map_at_4_high"] == 0].iterrows():  # no hit: up to 3/n, dotted
+            ax.vlines(r["n_params"], 0, zero_hit_bound(int(r["n_records"])), linestyles=":",
+                      colors="black", lw=1)
+    # baselines have no size: a dashed level each, in the legend (equal levels share one)
+    groups = baselines.groupby(baselines["map_at_4"].round(3))
+    levels = list(zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join),
+                      groups["n_records"].max(), strict=True))
+    for c, (level, names, n) in zip(sns.color_palette("Dark2", len(levels)), levels, strict=True):
+        ax.axhline(level, ls="--", lw=0.9, color=c,
+                   label=f"{names} {level:.3f} (baseline, n={int(n)})")
     if not len(ours):
         ax.text(0.5, 0.5, "none of our models with a known size has results yet",
                 transform=ax.transAxes, ha="center", fontsize=9)
     ax.set_xscale("log")
-    ax.set_title(f"MAP@4 against model size ({split} split; ours with 95% CI)")
+    ax.set_title(f"MAP@4 against model size ({split} split; ours with 95% CI, a dotted bar up to "
+                 f"3/n where no hit)")
     ax.set_xlabel("model size (parameters, log scale)")
     ax.set_ylabel(MAP_LABEL)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

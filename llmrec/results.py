@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from llmrec import plots
 from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
 from llmrec.errors import LlmrecError
-from llmrec.metrics import score
+from llmrec.metrics import score, zero_hit_bound
 from llmrec.notebook_export import export_notebook
 from llmrec.paths import repo_root, reports_dir, runs_dir
 from llmrec.summary import fmt, glossary, is_published, published_rows, write_summaries
@@ -33,8 +33,9 @@ FIRST_COLUMNS = [
     "predictions",
 ]
 #: Columns of the table for people (results.md), with the interval folded into the mean.
-MD_COLUMNS = ["system", "setting", "split", "n_records", "map_at_4", "ndcg_at_10",
-              "hit_rate_at_10", "validity", "hallucination_rate", "coverage", "novelty"]
+MD_COLUMNS = ["system", "setting", "split", "n_records", "map_at_4", "recall_at_4", "ndcg_at_10",
+              "hit_rate_at_10", "validity", "hallucination_rate", "coverage", "novelty",
+              "predictions"]
 
 
 def _metrics_files(item: str | Path) -> list[Path]:
@@ -88,17 +89,27 @@ def drop_repeats(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """The table for people: a mean with its interval as ``0.012 [0.008, 0.016]``."""
+    """The table for people: a mean with its interval as ``0.012 [0.008, 0.016]``; a rate
+    that is 0 on every record as ``0 in n (< 3/n)`` (the rule of three), not a zero-width
+    interval; record counts as integers."""
     cols = [c for c in MD_COLUMNS if c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
     for _, row in df.iterrows():
         cells = []
+        n = row.get("n_records")
+        n = int(n) if n is not None and not pd.isna(n) else None
         for c in cols:
+            if c == "n_records":
+                cells.append("" if n is None else str(n))
+                continue
             value = fmt(row[c], 3)
             low, high = row.get(f"{c}_low"), row.get(f"{c}_high")
             if value and low is not None and high is not None and not (
                     pd.isna(low) or pd.isna(high)):
-                value += f" [{fmt(low, 3)}, {fmt(high, 3)}]"
+                if high == 0 and n:
+                    value = f"0 in {n} (< {fmt(zero_hit_bound(n), 3)})"
+                else:
+                    value += f" [{fmt(low, 3)}, {fmt(high, 3)}]"
             cells.append(value.replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -40,6 +40,7 @@ DEFINITIONS = {
     "map_at_4": "mean over records of AP@4 = (1 / min(4, |R|)) x sum of Precision@i at the "
                 "ranks i <= 4 that hold a liked item; [95% bootstrap interval, 1,000 "
                 "resamples of records]",
+    "recall_at_4": "share of a record's held-out likes among its first 4, averaged over records",
     "ndcg_at_10": "NDCG@10 with binary gains",
     "hit_rate_at_10": "share of records with at least one liked item in the first 10",
     "validity": "share of completions that parse into at least 4 titles (1 for ranked lists)",
@@ -48,12 +49,18 @@ DEFINITIONS = {
     "coverage": "distinct items recommended in the first 10 of all lists / items in the catalog",
     "novelty": "mean -log2 of a recommended item's share of training likes (higher: less "
                "popular items)",
+    "predictions": "the row's predictions file (every record's list, and the completion for "
+                   "generated text), from which `python -m llmrec results verify` recomputes it",
+    "0 in n (< b)": "a rate that is 0 on all n records: b = 3/n is its one-sided 95% upper bound "
+                    "(the rule of three), given instead of a zero-width interval",
 }
 #: What the setting names mean.
 SETTINGS = {
     "baseline": "a non-LLM baseline fed the same 6 liked movies (chapter 5)",
-    "baseline/first-N, baseline/sample-N": "the same baseline on the first N test records (the "
-                                           "run shown) or a seeded sample of N only",
+    "baseline/first-N, baseline/sample-N": "the same baseline scored by a model's run on the "
+                                           "first N test records or on its seeded sample of N only",
+    "baseline, re-scored on these records": "(headline) the baseline's predictions on every test "
+                                            "record, scored on exactly the group's records",
     "zero-shot/<preset>": "the blog's plain `=>` continuation prompt, untuned model (chapter 2)",
     "zero-shot-chat/<preset>": "the same request through the model's chat template",
     "few-shot-N/<preset>": "N worked examples from training records before the question (chapter 3)",
@@ -65,7 +72,9 @@ SETTINGS = {
                                    "the answer (chapter 7)",
     "<prompt>/with-year, no-year, dislikes, n-input-2, n-input-4": "prompt ablations: titles "
         "with or without years, the user's dislikes added, only the last 2 or 4 liked movies",
-    "decoding/sample-tT-pP, greedy, beam4": "decoding settings on validation records (chapter 6)",
+    "decoding-lora/sample-tT-pP, greedy, beam4": "decoding settings of chapter 4's tuned model on "
+                                                 "validation records (chapter 6; `decoding/...`: the "
+                                                 "untuned model, where no adapter exists)",
     "lora-compact-N/<preset>": "after LoRA fine-tuning on a seeded N of the training records "
                                "(`all`: every one), compact prompt: a point of the learning curve "
                                "(chapter 4)",
@@ -134,10 +143,14 @@ def _describe(ids: Sequence[str], order: Sequence[str]) -> str:
 
 def _paired(rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
             keep: Sequence[str]) -> str:
-    """``+0.0012 [-0.0030, +0.0051]``: the paired-bootstrap difference in MAP@4 on ``keep``."""
+    """``+0.0012 [-0.0030, +0.0051]``: the paired-bootstrap difference in MAP@4 on ``keep``;
+    ``0 (the same AP on every record)`` when there is no difference to resample."""
     by_id = {x["record_id"]: x for x in rows}
     ref = {x["record_id"]: x for x in reference}
-    d = paired_bootstrap(per_record([by_id[k] for k in keep]), per_record([ref[k] for k in keep]))
+    ours, theirs = per_record([by_id[k] for k in keep]), per_record([ref[k] for k in keep])
+    if list(ours) == list(theirs):
+        return "0 (the same AP on every record)"
+    d = paired_bootstrap(ours, theirs)
     return f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
 
 

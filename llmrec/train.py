@@ -112,10 +112,10 @@ class TrainConfig:
 
 #: Profiles: ``full`` is the blog's scale (alpaca-lora: batch 128 = 4 x 32, 10 epochs, all
 #: records). ``cpu`` is what 2 CPU cores train in a few minutes inside the 45-minute report:
-#: a seeded sample of 64 of the 3,511 temporal training records and 16 of the 703 validation
-#: records, one epoch of 8 records a step (8 steps), cutoff 256 tokens (an Alpaca record is
+#: a seeded sample of 32 of the 3,511 temporal training records and 16 of the 703 validation
+#: records, one epoch of 8 records a step (4 steps), cutoff 256 tokens (an Alpaca record is
 #: about 185 SmolLM2 tokens, the longest about 220: nothing is cut), with a higher learning
-#: rate (1e-3, warm-up 2 steps) because it takes so few steps; it shows the path, and the
+#: rate (1e-3, warm-up 1 step) because it takes so few steps; it shows the path, and the
 #: ``long`` profile is the run that can show learning. ``quick`` is a notebook's own preview (a minute of
 #: training: 32 records, one epoch). ``smoke`` runs the code paths on the tiny model.
 #: ``long`` is the CPU's decisive run (hours): every training record for one epoch, the loss
@@ -127,8 +127,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
     "smoke": dict(epochs=2, batch_size=4, grad_accum=1, cutoff_len=512, max_train_records=16,
                   max_valid_records=8, warmup_steps=0, learning_rate=1e-3),
-    "cpu": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=64,
-                max_valid_records=16, warmup_steps=2, learning_rate=1e-3),
+    "cpu": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=32,
+                max_valid_records=16, warmup_steps=1, learning_rate=1e-3),
     "long": dict(epochs=1, batch_size=8, grad_accum=1, cutoff_len=256, max_train_records=None,
                  max_valid_records=128, warmup_steps=8, learning_rate=1e-3, patience=2,
                  validations_per_epoch=4),

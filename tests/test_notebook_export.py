@@ -1,5 +1,5 @@
 """Executed notebooks slimmed for reading: PNG kept, long text trimmed, progress redraws and
-widget states dropped."""
+widgets (a progress bar's first state) dropped."""
 
 from __future__ import annotations
 
@@ -18,17 +18,17 @@ def test_export_keeps_figures_and_trims_the_rest(tmp_path):
                                                      "image/svg+xml": "<svg/>",
                                                      "text/plain": "<Figure>"}),
         nbformat.v4.new_output("display_data", data={
-            "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "VBox()"}),
+            "application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+            "text/plain": "Loading weights:   0%|          | 0/272 [00:00<?, ?it/s]"}),
         nbformat.v4.new_output("execute_result", data={"text/html": "<table/>", "text/plain": "df"},
                                execution_count=1),
     ]
     nb.cells = [cell]
     out = export_notebook_roundtrip(nb, tmp_path)
-    progress, long, figure, widget, table = out.cells[0].outputs
+    progress, long, figure, table = out.cells[0].outputs  # the widget (a frozen 0% bar) is gone
     assert progress["text"] == "a 100%\n"
     assert "lines trimmed" in long["text"] and len(long["text"].splitlines()) == 60
     assert set(figure["data"]) == {"image/png"}
-    assert set(widget["data"]) == {"text/plain"}
     assert set(table["data"]) == {"text/html"}
 
 
