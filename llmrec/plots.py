@@ -59,7 +59,9 @@ def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | Non
     plt, sns = _pyplot()
     rows = rows.reset_index(drop=True)
     labels = [f"{r[label]} ({r['split']}, n={int(r['n_records'])})" for _, r in rows.iterrows()]
-    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.42 * len(rows)))
+    with_refs = references is not None and len(references) > 0
+    # the baselines' legend sits beside the plot: a wider figure keeps the plot's own width
+    fig, ax = plt.subplots(figsize=(11.5 if with_refs else 8, max(2.6, 1.3 + 0.42 * len(rows))))
     colour = sns.color_palette()[0]
     right = 0.0
     for i, r in rows.iterrows():
