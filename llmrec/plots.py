@@ -144,9 +144,11 @@ def decoding_sweep(grid: pd.DataFrame, title: str):
                 ax.vlines(r["temperature"], 0, bound, linestyles=":", colors=[palette[r["top_p"]]], lw=1)
                 top = max(top, bound)
             n = sorted({int(v) for v in grid["n_records"]})
-            label = f"{label[:-1]}; no hit: dotted to 3/n; n={', '.join(map(str, n))})"
+            ax.set_title(f"MAP@4 against temperature (n={', '.join(map(str, n))};\n"
+                         "no hit: dotted bar up to 3/n)", fontsize=10)
+        else:
+            ax.set_title(label.split(" (")[0] + " against temperature")
         ax.set_ylim(bottom=0, top=max(1e-3, top * 1.15))
-        ax.set_title(label.split(" (")[0] + " against temperature")
         ax.set_xlabel("temperature (unitless; 1 = the model's own)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
@@ -351,7 +353,7 @@ def summary_figures(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for name, draw in (("summary_blog_vs_ours.png", blog_vs_ours), ("size_trend.png", size_trend)):
         fig = draw(table)
         path = out_dir / name
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths
