@@ -38,7 +38,7 @@ from llmrec.evaluation import Task, evaluate_and_save
 from llmrec.failures import FAILURE_COLUMNS, failure_frame
 from llmrec.generation import FreeGeneration
 from llmrec.matching import Catalog, get_matcher
-from llmrec.metrics import score
+from llmrec.metrics import score_on
 from llmrec.models import load_model, model_facts, pick_threads
 from llmrec.params import collect, common_params, records_for
 from llmrec.paths import in_repo, runs_dir
@@ -234,13 +234,11 @@ class Chapter:
                 continue
             row = read_json(path)
             if records is not None:
-                wanted = set(records)
-                preds = [r for r in load_rows(self.common_dir, name, "baseline", split) or []
-                         if r["record_id"] in wanted]
-                if len(preds) != len(wanted):
-                    raise LlmrecError(f"baseline {name} on {split} lacks {len(wanted) - len(preds)} of the "
-                                      f"records to re-score; rerun chapter 5 of {self.common_dir.name}")
-                row = {**row, **score(preds, k_values=(4,)), "n_records": len(preds)}
+                rescored = score_on(load_rows(self.common_dir, name, "baseline", split) or [], records)
+                if rescored["n_records"] != len(set(records)):
+                    raise LlmrecError(f"baseline {name} on {split} lacks some of the records to "
+                                      f"re-score; rerun chapter 5 of {self.common_dir.name}")
+                row = {**row, **rescored}
             found.append(row)
         return pd.DataFrame(found)
 

@@ -293,6 +293,14 @@ def score(
     return out
 
 
+def score_on(rows: Iterable[Mapping[str, Any]], record_ids: Iterable[str]) -> dict[str, Any]:
+    """:func:`score` (K = 4) of the ``rows`` whose record is among ``record_ids``, with their
+    count as ``n_records``: a system re-scored on another row's records."""
+    wanted = set(record_ids)
+    subset = [r for r in rows if r["record_id"] in wanted]
+    return {**score(subset, k_values=(4,)), "n_records": len(subset)}
+
+
 def zero_hit_bound(n_records: int) -> float:
     """One-sided 95% upper bound of a rate with no hit in ``n_records`` (the rule of three,
     3/n): what a mean with no hit at all is reported with instead of a [0, 0] interval."""

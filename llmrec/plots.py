@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,6 +48,14 @@ def _pyplot():
     import seaborn as sns
 
     return plt, sns
+
+
+def _zero_hit_bar(ax, x: float, n_records: int, color: Any = "black") -> float:
+    """A dotted bar from 0 up to the rule-of-three bound 3/n at ``x``, for a rate with no hit
+    in ``n_records`` (instead of a zero-width interval); returns the bound."""
+    bound = zero_hit_bound(int(n_records))
+    ax.vlines(x, 0, bound, linestyles=":", colors=[color], lw=1)
+    return bound
 
 
 def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | None = None,
@@ -139,10 +148,8 @@ def decoding_sweep(grid: pd.DataFrame, title: str):
                         color=palette[p], label=f"top-p {p}")
         top = float((grid.get(f"{measure}_high", grid[measure])).max())
         if measure == "map_at_4" and "n_records" in grid:
-            for _, r in grid[grid["map_at_4_high"] == 0].iterrows():  # no hit: dotted up to 3/n
-                bound = zero_hit_bound(int(r["n_records"]))
-                ax.vlines(r["temperature"], 0, bound, linestyles=":", colors=[palette[r["top_p"]]], lw=1)
-                top = max(top, bound)
+            for _, r in grid[grid["map_at_4_high"] == 0].iterrows():
+                top = max(top, _zero_hit_bar(ax, r["temperature"], r["n_records"], palette[r["top_p"]]))
             n = sorted({int(v) for v in grid["n_records"]})
             ax.set_title(f"MAP@4 against temperature (n={', '.join(map(str, n))};\n"
                          "no hit: dotted bar up to 3/n)", fontsize=10)
@@ -172,8 +179,7 @@ def learning_curve(points: pd.DataFrame, title: str, references: pd.DataFrame | 
     for _, r in points.iterrows():
         note = f"{r['train_epochs']:g} ep, {r['train_wall_seconds'] / 60:.0f} min"
         if r["map_at_4_high"] == 0:  # no hit: the rule-of-three bound, not a zero-width interval
-            bound = zero_hit_bound(int(r["n_records"]))
-            left.plot([r["train_records"]] * 2, [0, bound], ls=":", color="grey")
+            bound = _zero_hit_bar(left, r["train_records"], r["n_records"], "grey")
             note = f"0 hits (< {bound:.3f})\n{note}"
             top = max(top, bound)
         left.annotate(note, (r["train_records"], r["map_at_4"]), xytext=(6, 6),
@@ -321,9 +327,8 @@ def size_trend(table: pd.DataFrame, split: str | None = None):
         low, high = _errors(ours)
         ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
                     ecolor="black", capsize=3, lw=1)
-        for _, r in ours[ours["map_at_4_high"] == 0].iterrows():  # no hit: up to 3/n, dotted
-            ax.vlines(r["n_params"], 0, zero_hit_bound(int(r["n_records"])), linestyles=":",
-                      colors="black", lw=1)
+        for _, r in ours[ours["map_at_4_high"] == 0].iterrows():
+            _zero_hit_bar(ax, r["n_params"], r["n_records"])
     # baselines have no size: a dashed level each, in the legend (equal levels share one)
     groups = baselines.groupby(baselines["map_at_4"].round(3))
     levels = list(zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join),

@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 from llmrec import plots
 from llmrec.artifacts import atomic_write_text, read_json, read_jsonl
 from llmrec.errors import LlmrecError
-from llmrec.metrics import score, zero_hit_bound
+from llmrec.metrics import score
 from llmrec.notebook_export import export_notebook
 from llmrec.paths import repo_root, reports_dir, runs_dir
-from llmrec.summary import fmt, glossary, is_published, published_rows, write_summaries
+from llmrec.summary import fmt, fmt_mean, glossary, is_published, published_rows, write_summaries
 
 KEY = ["system", "setting", "split"]
 FIRST_COLUMNS = [
@@ -106,10 +106,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             low, high = row.get(f"{c}_low"), row.get(f"{c}_high")
             if value and low is not None and high is not None and not (
                     pd.isna(low) or pd.isna(high)):
-                if high == 0 and n:
-                    value = f"0 in {n} (< {fmt(zero_hit_bound(n), 3)})"
-                else:
-                    value += f" [{fmt(low, 3)}, {fmt(high, 3)}]"
+                value = fmt_mean(row, 3, column=c, zero="0")
             cells.append(value.replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from llmrec.artifacts import atomic_write_text, read_jsonl
 from llmrec.errors import LlmrecError
-from llmrec.metrics import paired_bootstrap, per_record, score, zero_hit_bound
+from llmrec.metrics import paired_bootstrap, per_record, score_on, zero_hit_bound
 from llmrec.notebook_export import chapter_index
 from llmrec.paths import repo_root
 from llmrec.published import BLOG_RESULTS, CAVEATS
@@ -105,12 +105,14 @@ def is_published(table: pd.DataFrame) -> pd.Series:
     return table["setting"].astype(str) == PUBLISHED
 
 
-def fmt_mean(row: Any, digits: int = 4) -> str:
-    """``0.0313 [0.0260, 0.0368]``, or ``0 hits in 897 (< 0.0033)`` for a mean with no hit."""
-    mean, low, high = row["map_at_4"], row.get("map_at_4_low"), row.get("map_at_4_high")
+def fmt_mean(row: Any, digits: int = 4, column: str = "map_at_4", zero: str = "0 hits") -> str:
+    """``0.0313 [0.0260, 0.0368]``, or ``0 hits in 897 (< 0.0033)`` for a mean that is 0 on
+    every record (the rule-of-three bound, not a zero-width interval); ``column``: which
+    metric (its ``_low`` and ``_high`` beside it), ``zero``: how its zero reads."""
+    mean, low, high = row[column], row.get(f"{column}_low"), row.get(f"{column}_high")
     n = row.get("n_records")
     if high is not None and not pd.isna(high) and high == 0 and mean == 0 and n:
-        return f"0 hits in {int(n)} (< {zero_hit_bound(int(n)):.{digits}f})"
+        return f"{zero} in {int(n)} (< {zero_hit_bound(int(n)):.{digits}f})"
     if low is None or pd.isna(low):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -195,8 +197,7 @@ def headline(table: pd.DataFrame, split: str = "temporal") -> str:
             if name in present:
                 continue
             subset = [x for x in ref_rows if x["record_id"] in ids]
-            entries.append((name, "baseline, re-scored on these records",
-                            {**score(subset, k_values=(4,)), "n_records": len(subset)}, subset))
+            entries.append((name, "baseline, re-scored on these records", score_on(subset, ids), subset))
         baselines = [e for e in entries if str(e[1]).startswith("baseline")]
         strongest = max(baselines, key=lambda e: e[2]["map_at_4"]) if baselines else None
         by_name = {e[0]: e for e in baselines}

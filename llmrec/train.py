@@ -111,12 +111,12 @@ class TrainConfig:
 
 
 #: Profiles: ``full`` is the blog's scale (alpaca-lora: batch 128 = 4 x 32, 10 epochs, all
-#: records). ``cpu`` is what 2 CPU cores train in a few minutes inside the 45-minute report:
-#: a seeded sample of 32 of the 3,511 temporal training records and 16 of the 703 validation
-#: records, one epoch of 8 records a step (4 steps), cutoff 256 tokens (an Alpaca record is
-#: about 185 SmolLM2 tokens, the longest about 220: nothing is cut), with a higher learning
-#: rate (1e-3, warm-up 1 step) because it takes so few steps; it shows the path, and the
-#: ``long`` profile is the run that can show learning. ``quick`` is a notebook's own preview (a minute of
+#: records). ``cpu`` is what 2 CPU cores train in a few minutes of the report: a seeded
+#: sample of 32 of the 3,511 temporal training records and 16 of the 703 validation records,
+#: one epoch of 8 records a step (4 steps), cutoff 256 tokens (an Alpaca record is about 185
+#: SmolLM2 tokens, the longest about 220: nothing is cut), with a higher learning rate (1e-3,
+#: warm-up 1 step) because it takes so few steps; it shows the path, and the ``long`` profile
+#: is the run that can show learning. ``quick`` is a notebook's own preview (a minute of
 #: training: 32 records, one epoch). ``smoke`` runs the code paths on the tiny model.
 #: ``long`` is the CPU's decisive run (hours): every training record for one epoch, the loss
 #: of 128 validation records measured 4 times an epoch, early stopping after 2 validations
