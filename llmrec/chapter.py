@@ -45,6 +45,7 @@ from llmrec.paths import in_repo, runs_dir
 from llmrec.recommenders import Recommender
 from llmrec.records import build_records, split_records
 from llmrec.samples import sample_label
+from llmrec.side_by_side import wait_for_common
 from llmrec.train import adapter_in, load_tuned
 
 #: The columns of a chapter's results table (those present).
@@ -226,7 +227,9 @@ class Chapter:
 
         With ``records`` (record ids), each baseline is re-scored on exactly those records
         from its predictions file, so that a reference line is comparable with rows scored
-        on a sample (its ``n_records`` says so)."""
+        on a sample (its ``n_records`` says so). While the report runs the common chapters
+        beside this one, it first waits for them (:func:`llmrec.side_by_side.wait_for_common`)."""
+        wait_for_common(self.common_dir)
         found = []
         for name in systems:
             path = system_dir(self.common_dir, name, "baseline", split) / "metrics.json"

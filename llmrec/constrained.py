@@ -53,6 +53,7 @@ from llmrec.matching import Catalog
 from llmrec.parsing import parse_completion
 from llmrec.prompts import build_prompts
 from llmrec.recommenders import Recommender, register
+from llmrec.side_by_side import follow_share
 from llmrec.tokens import continuation_ids, decode
 from llmrec.weights import choose_weight
 
@@ -570,6 +571,7 @@ def constrained_generate(
             restrict.enter_context(restricted_head(model, restrict_to, strict=not greedy))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         for n, batch in enumerate(tqdm(batches, desc="constrained generation", disable=not progress)):
+            follow_share()  # a chain left alone takes the idle core (llmrec.side_by_side)
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                             add_special_tokens=True).to(device)
             plen = enc["input_ids"].shape[1]

@@ -25,6 +25,7 @@ from llmrec.heads import ScreenedArgmax, hidden_states
 from llmrec.models import context_length
 from llmrec.parsing import complete_titles
 from llmrec.prompts import check_lengths
+from llmrec.side_by_side import follow_share
 
 # torch, transformers, peft and accelerate are imported inside the functions that use them:
 # the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
@@ -216,6 +217,7 @@ def generate(
             forward = model(input_ids=prefix_ids, use_cache=True)
             prefix_state = getattr(forward, "cache", None) or forward.past_key_values
         for start in range(0, len(order), batch_size):
+            follow_share()  # a chain left alone takes the idle core (llmrec.side_by_side)
             idx = order[start:start + batch_size]
             if split is None:
                 enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,

@@ -87,18 +87,21 @@ SIZES: dict[str, dict[str, int | None]] = {
 #: (``fusion_valid``: the ranker scores them, one forward pass each) and those the constrained
 #: generator's prior weight is chosen on (``prior_valid``: a generation per record and weight),
 #: and the seeded sample of test records constrained generation is scored on
-#: (``generation_test``, inside ``eval_limit``'s). None: all.
-RANKING: dict[str, dict[str, int | None]] = {
+#: (``generation_test``, inside ``eval_limit``'s). None: all. ``with_year``: the ranker's
+#: prompt lists titles with their year (LlamaRec's listing) or without (``-no-year``
+#: settings: fewer tokens a pass, llmrec.ranker.listing_lengths, which the 2-core report's ranker needs to
+#: score every test record in time; llmrec.ranker).
+RANKING: dict[str, dict[str, Any]] = {
     "smoke": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 8, "prior_valid": 4,
-              "generation_test": 4},
+              "generation_test": 4, "with_year": False},
     "quick": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 12, "prior_valid": 4,
-              "generation_test": 8},
+              "generation_test": 8, "with_year": False},
     "cpu": {"train": 32, "valid": 8, "epochs": 1, "fusion_valid": 40, "prior_valid": 4,
-            "generation_test": 20},
+            "generation_test": 20, "with_year": False},
     "long": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 48,
-             "generation_test": 300},
+             "generation_test": 300, "with_year": True},
     "full": {"train": None, "valid": None, "epochs": 1, "fusion_valid": None, "prior_valid": 200,
-             "generation_test": None},
+             "generation_test": None, "with_year": True},
 }
 #: Baseline options per profile: the previews train SASRec for a fixed 8 epochs (seconds)
 #: instead of choosing its epochs on validation (up to 60, minutes).

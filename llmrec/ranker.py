@@ -17,6 +17,11 @@ that orders the candidates. Here, on PROTOCOL.md's records (6 liked items in, 4 
   The retriever was fitted on the training records themselves, so a training record's
   candidates hold more of its targets than a validation or test record's do (in-sample,
   as in LlamaRec); ``stats["targets_in_candidates"]`` of each part shows by how much.
+- ``with_year=False`` lists every title without its year (``Toy Story``, not ``Toy Story
+  (1995)``): a shorter prompt on both embedded tokenizers, which write each digit as a
+  token (:func:`listing_lengths` measures both), so less work per forward pass. It is another prompt, so its rows
+  carry the setting suffix ``-no-year`` (:func:`setting_suffix`); the ``cpu`` profile uses
+  it (:data:`llmrec.params.RANKING`).
 - the answer is the letter alone; :func:`llmrec.train.train_lora` puts the loss on its
   token and EOS (``train_on_inputs=False``), and :func:`candidate_scores` reads exactly
   that token (:func:`answer_letter_ids`) after the same prompt.
@@ -117,6 +122,12 @@ def answer_letter_ids(tokenizer: Any, n: int) -> list[int]:
     return ids
 
 
+def setting_suffix(with_year: bool) -> str:
+    """What a ranker or fusion setting adds for its title format: nothing with years
+    (LlamaRec's listing), ``-no-year`` without."""
+    return "" if with_year else "-no-year"
+
+
 def ranker_config(params: Mapping[str, Any]) -> TrainConfig:
     """The ranker's training configuration for a parameter set (chapter 8.2): the file's
     ``lora`` options with :data:`llmrec.params.RANKING`'s examples and epochs, no early
@@ -133,7 +144,7 @@ def ranker_config(params: Mapping[str, Any]) -> TrainConfig:
 
 
 def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,
-                    n_candidates: int = N_CANDIDATES, seed: int = 0
+                    n_candidates: int = N_CANDIDATES, seed: int = 0, with_year: bool = True
                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Training pairs of the ranker from ``records`` (a split's training or validation part).
 
@@ -142,11 +153,12 @@ def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,
     seeded order (:func:`shown_order`); the answer a seeded pick of the targets present.
     A pair is ``{"prompt", "answer", "record_id", "answer_id", "candidates"}``: ``prompt``
     is :func:`llmrec.rerank.letter_prompt` (it ends with ``(``), ``answer`` the answer's
-    letter only, ``candidates`` in retriever order. ``stats``: ``records``, ``kept``,
+    letter only, ``candidates`` in retriever order; titles with their year unless
+    ``with_year=False``. ``stats``: ``records``, ``kept``,
     ``dropped``, ``kept_share`` and ``targets_in_candidates`` (mean share of a record's
     targets among its candidates, over all records)."""
     _check_candidates(n_candidates)
-    names = title_map(movies)
+    names = title_map(movies, with_year)
     candidates = retriever.recommend_many(records["input_ids"], n_candidates) if len(records) else []
     pairs: list[dict[str, Any]] = []
     shares = []
@@ -170,10 +182,28 @@ def ranker_examples(records: pd.DataFrame, retriever: Any, movies: Any,
     return pairs, stats
 
 
+def listing_lengths(tokenizer: Any, records: pd.DataFrame, retriever: Any, movies: Any,
+                    n_candidates: int = N_CANDIDATES, seed: int = 0) -> pd.DataFrame:
+    """The ranker's prompt length in tokens, with and without years, over the examples of
+    ``records`` (:func:`ranker_examples`): one row per title format, ``examples``,
+    ``mean_tokens``, ``max_tokens`` and ``share`` (of the mean with years). A forward pass
+    costs in proportion to its tokens, so ``share`` is the work a pass without years does."""
+    rows = []
+    for with_year in (True, False):
+        pairs, _ = ranker_examples(records, retriever, movies, n_candidates, seed, with_year)
+        lengths = [len(tokenizer(p["prompt"], add_special_tokens=True)["input_ids"]) for p in pairs]
+        rows.append({"titles": "with year" if with_year else "without year", "examples": len(lengths),
+                     "mean_tokens": float(np.mean(lengths)) if lengths else float("nan"),
+                     "max_tokens": max(lengths, default=0)})
+    frame = pd.DataFrame(rows)
+    frame["share"] = frame["mean_tokens"] / frame["mean_tokens"].iloc[0]
+    return frame
+
+
 def train_ranker(model_name: str, train_records: pd.DataFrame, valid_records: pd.DataFrame,
                  retriever: Any, movies: Any, out_dir: str | Path, config: TrainConfig | None = None,
-                 *, n_candidates: int = N_CANDIDATES, seed: int = 0, dtype: str = "auto",
-                 device: str = "auto", progress: bool = True
+                 *, n_candidates: int = N_CANDIDATES, seed: int = 0, with_year: bool = True,
+                 dtype: str = "auto", device: str = "auto", progress: bool = True
                  ) -> tuple[TrainResult, dict[str, dict[str, Any]]]:
     """LoRA-train ``model_name`` to answer with the letter of a target among the
     retriever's candidates (:func:`ranker_examples` of the training and validation records).
@@ -184,8 +214,8 @@ def train_ranker(model_name: str, train_records: pd.DataFrame, valid_records: pd
     result and ``{"train": stats, "valid": stats}``. Checks first that each answer letter
     is one token and that no prompt is cut by ``cutoff_len``."""
     config = config or config_for("cpu")
-    train_pairs, train_stats = ranker_examples(train_records, retriever, movies, n_candidates, seed)
-    valid_pairs, valid_stats = ranker_examples(valid_records, retriever, movies, n_candidates, seed)
+    train_pairs, train_stats = ranker_examples(train_records, retriever, movies, n_candidates, seed, with_year)
+    valid_pairs, valid_stats = ranker_examples(valid_records, retriever, movies, n_candidates, seed, with_year)
     if not train_pairs:
         raise LlmrecError(f"no training record has a target among the retriever's top {n_candidates}; "
                           "use more training records or a better retriever")
@@ -204,7 +234,7 @@ def train_ranker(model_name: str, train_records: pd.DataFrame, valid_records: pd
 
 def candidate_scores(model: Any, tokenizer: Any, records: pd.DataFrame, retriever: Any, movies: Any,
                      n_candidates: int = N_CANDIDATES, seed: int = 0, batch_size: int = 8,
-                     progress: bool = True) -> list[dict[str, Any]]:
+                     progress: bool = True, with_year: bool = True) -> list[dict[str, Any]]:
     """Per record: the retriever's candidates and scores, and the ranker's scores of them.
 
     Returns one dict per record, in order: ``record_id``, ``candidates`` (retriever order),
@@ -212,12 +242,13 @@ def candidate_scores(model: Any, tokenizer: Any, records: pd.DataFrame, retrieve
     :meth:`~llmrec.baselines.Baseline.top_with_scores`), ``llm_scores`` (the log-softmax of
     the candidates' letter logits over those letters only, in retriever order) and
     ``shown`` (:func:`shown_order`, the listing the prompt used: the same seeded order as
-    training). One forward pass per record through :func:`llmrec.rerank.rerank_letters`,
+    training; titles as :func:`ranker_examples` wrote them for ``with_year``). One forward
+    pass per record through :func:`llmrec.rerank.rerank_letters`,
     ``batch_size`` prompts at a time with left padding (prompts batched by length)."""
     if len(records) == 0:
         return []
     _check_candidates(n_candidates)
-    names = title_map(movies)
+    names = title_map(movies, with_year)
     ids, raw = retriever.top_with_scores(records["input_ids"], n_candidates)
     prompts, orders = [], []
     for rid, inputs, cands in zip(records["record_id"], records["input_ids"], ids, strict=True):
@@ -274,12 +305,13 @@ class TrainedRanker(Recommender):
     and a rerun with the same adapter reads back every record whose candidates and listing
     are unchanged: the same numbers, without the forward pass (``reused_scores`` in the
     row counts them). ``batch_size``: prompts a forward pass (None: 1 on a CPU, 8 on an
-    accelerator)."""
+    accelerator). ``with_year``: the titles of the prompts the adapter was trained on
+    (:func:`ranker_examples`)."""
 
     def __init__(self, model: Any, tokenizer: Any, movies: Any, retriever: Any, *, system: str,
                  setting: str = "lora-ranker/letters", n_candidates: int = N_CANDIDATES,
                  k: int = 10, seed: int = 0, batch_size: int | None = None, progress: bool = True,
-                 scores_file: str | Path | None = None):
+                 scores_file: str | Path | None = None, with_year: bool = True):
         _check_candidates(n_candidates)
         if batch_size is None:
             # one prompt a pass on a CPU: no padding, no attention mask (measured on SmolLM2's
@@ -289,7 +321,7 @@ class TrainedRanker(Recommender):
         self.model, self.tokenizer, self.movies, self.retriever = model, tokenizer, movies, retriever
         self.system, self.setting = system, setting
         self.n_candidates, self.k, self.seed = n_candidates, k, seed
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.with_year = batch_size, progress, with_year
         self.score_seconds = 0.0
         self.scored_records = 0
         self.reused_records = 0
@@ -314,7 +346,7 @@ class TrainedRanker(Recommender):
             start = time.perf_counter()
             fresh = candidate_scores(self.model, self.tokenizer, records.iloc[missing], self.retriever,
                                      self.movies, self.n_candidates, self.seed, self.batch_size,
-                                     self.progress)
+                                     self.progress, self.with_year)
             self.score_seconds += time.perf_counter() - start
             self.scored_records += len(fresh)
             for n, entry in zip(missing, fresh, strict=True):
@@ -363,22 +395,23 @@ class TrainedRanker(Recommender):
         per = self.score_seconds / self.scored_records if self.scored_records else float("nan")
         return {"retriever": getattr(self.retriever, "system", type(self.retriever).__name__),
                 "n_candidates": self.n_candidates, "shuffle_seed": self.seed,
-                "score_seconds": round(self.score_seconds, 3),
+                "with_year": self.with_year, "score_seconds": round(self.score_seconds, 3),
                 "score_seconds_per_record": round(per, 4), "reused_scores": self.reused_records,
                 **self._first}
 
 
-def scores_file(adapter_dir: str | Path, dtype: str, seed: int = 0) -> Path:
+def scores_file(adapter_dir: str | Path, dtype: str, seed: int = 0, with_year: bool = True) -> Path:
     """Where :class:`TrainedRanker` keeps the scores of one adapter: beside it, named by a
-    hash of the adapter's weights, the dtype it runs in and the listing seed, so a
-    retrained adapter or another precision never reads another's scores."""
+    hash of the adapter's weights, the dtype it runs in, the listing seed and the title
+    format, so a retrained adapter, another precision or another prompt never reads
+    another's scores."""
     import hashlib
 
     weights = Path(adapter_dir) / "adapter_model.safetensors"
     if not weights.is_file():
         raise LlmrecError(f"no adapter weights in {adapter_dir}; train the ranker first (train_ranker)")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    return Path(adapter_dir).parent / "scores" / f"{digest}-{dtype}-seed{seed}.jsonl.gz"
+    return Path(adapter_dir).parent / "scores" / f"{digest}-{dtype}-seed{seed}{setting_suffix(with_year)}.jsonl.gz"
 
 
 def chance_loss(tokenizer: Any, n_candidates: int = N_CANDIDATES) -> float:

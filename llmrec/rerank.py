@@ -35,6 +35,7 @@ from llmrec.formats import join_titles, title_map, titles_for
 from llmrec.heads import head_logits, hidden_states
 from llmrec.prompts import build_prompts, load_template
 from llmrec.recommenders import Recommender, ranked_predictions, register
+from llmrec.side_by_side import follow_share
 from llmrec.tokens import continuation_ids
 
 # torch, transformers, peft and accelerate are imported inside the functions that use them:
@@ -109,6 +110,7 @@ def rerank_likelihood(
     with torch.inference_mode():
         for prompt, titles in tqdm(list(zip(prompts, candidate_titles, strict=True)),
                                    desc="rerank (likelihood)", disable=not progress, leave=False):
+            follow_share()
             if not titles:
                 scores.append([])
                 continue
@@ -229,6 +231,7 @@ def rerank_letters(
         with torch.inference_mode():
             for start in tqdm(range(0, len(prompts), batch_size), desc="rerank (letters)",
                               disable=not progress, leave=False):
+                follow_share()  # a chain left alone takes the idle core (llmrec.side_by_side)
                 batch = list(prompts[start:start + batch_size])
                 enc = tokenizer(batch, return_tensors="pt", padding=True,
                                 add_special_tokens=True).to(device)

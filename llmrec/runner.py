@@ -15,6 +15,9 @@ Model-independent chapters (:data:`COMMON_CHAPTERS`: the data chapter and the ba
 run once per dataset and profile, not once per model, into ``runs/common-<dataset>-<profile>/``
 (with the dataset, seed, eval_limit and profile of the parameter file that first needs
 them, and both splits outside the smoke profile); every model's report shares that run.
+With ``--jobs`` > 1 they run at the head of the first file's chain, beside the other
+chains' first chapters; a chapter that draws the baselines waits for them (:mod:`llmrec.side_by_side`), and once a chain finishes the
+others take its cores in the middle of their current chapter.
 
 Resume: a notebook that completed leaves a marker ``<run>/notebooks/.<chapter>.done.json``
 holding a hash of its parameters and of the notebook's cells; a rerun with the same hash
@@ -31,6 +34,7 @@ otherwise), never over the committed ``reports/``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,6 +53,7 @@ from llmrec.errors import LlmrecError
 from llmrec.params import PREVIEW_PROFILES, PROFILES, common_params, load_params
 from llmrec.paths import repo_root, runs_dir
 from llmrec.results import aggregate
+from llmrec.side_by_side import THREADS_FILE_ENV, running, write_share
 
 #: The chapters of the report, in order (a missing one is flagged, not fatal).
 EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
@@ -270,10 +275,13 @@ def run_report(
 ) -> dict[str, Any]:
     """Run the report for ``param_files``; aggregate; return a summary.
 
-    ``jobs`` > 1 runs that many parameter files' chapter chains side by side (after the
-    model-independent chapters), each kernel with ``cores // jobs`` torch threads
-    (``$LLMREC_THREADS`` wins if set): on a 2-core CPU two single-thread runs finish sooner
-    than two runs one after the other with two threads each. Keep 1 on a single GPU.
+    ``jobs`` > 1 runs that many parameter files' chapter chains side by side, each kernel
+    with ``cores // jobs`` torch threads (``$LLMREC_THREADS`` wins if set): on a 2-core CPU
+    two single-thread runs finish sooner than two runs one after the other with two threads
+    each. The common chapters head the first chain, and the other chains' chapters wait for
+    them only where they draw the baselines' rows. When a chain finishes,
+    the running ones get its cores at their next batch (``$LLMREC_THREADS_FILE``,
+    :func:`llmrec.side_by_side.follow_share`). Keep 1 on a single GPU.
 
     ``out_root`` defaults to ``runs/``, ``reports_out`` to ``reports/`` (for smoke-only runs:
     ``<out_root>/smoke-reports/``, so the committed report is never replaced by meaningless
@@ -307,37 +315,65 @@ def run_report(
             bar.update(1)
 
     common, chains = chains_of(tasks)
-    run_chain(common)  # the model runs read the baselines' results: these go first
     if jobs == 1 or len(chains) < 2:
+        run_chain(common)  # the model runs read the baselines' results: these go first
         for chain in chains:
             run_chain(chain)
     else:
         # each kernel gets its share of the cores: torch threads that outnumber free cores
-        # spin-wait (see llmrec.models.pick_threads); the kernels inherit this variable when
-        # they start, so once a chain finishes, the next chapters of the others get its cores
+        # spin-wait (see llmrec.models.pick_threads); a kernel inherits the variable when it
+        # starts and follows the share file while it runs, so once a chain finishes, the
+        # others get its cores at their next batch
         cores = os.cpu_count() or 1
         fixed = os.environ.get("LLMREC_THREADS")  # the user's choice wins
-        lock, running = threading.Lock(), [min(jobs, len(chains))]
+        lock, left = threading.Lock(), [min(jobs, len(chains))]
+        share_file = out_root / ".threads"
+
+        def share(n_running: int) -> None:
+            if fixed is None:
+                os.environ["LLMREC_THREADS"] = str(share_of_cores(cores, n_running))  # new kernels
+                write_share(share_file, share_of_cores(cores, n_running))  # running kernels
+
         if fixed is None:
-            os.environ["LLMREC_THREADS"] = str(share_of_cores(cores, running[0]))
+            out_root.mkdir(parents=True, exist_ok=True)
+            os.environ[THREADS_FILE_ENV] = str(share_file)
+        share(left[0])
+        # the common run is marked from now until its chapters end: the other chains'
+        # chapters wait for its baselines before drawing them (llmrec.side_by_side)
+        marks = contextlib.ExitStack()
+        for run_dir in dict.fromkeys(t[2] for t in common):
+            marks.enter_context(running(run_dir))
 
         def run_and_hand_over(chain):
             try:
                 run_chain(chain)
             finally:
                 with lock:
-                    running[0] -= 1
-                    if fixed is None and running[0] > 0:
-                        os.environ["LLMREC_THREADS"] = str(share_of_cores(cores, running[0]))
-                        tqdm.write(f"a chain finished: the next chapters get {os.environ['LLMREC_THREADS']} "
-                                   "thread(s)")
+                    left[0] -= 1
+                    if fixed is None and left[0] > 0:
+                        share(left[0])
+                        tqdm.write(f"a chain finished: the others get {os.environ['LLMREC_THREADS']} "
+                                   "thread(s), from their next batch on")
+
+        def common_then(chain):
+            try:
+                run_chain(common)
+            finally:
+                marks.close()
+            run_and_hand_over(chain)
 
         try:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(run_and_hand_over, chains))
+                futures = [pool.submit(common_then, chains[0])]
+                futures += [pool.submit(run_and_hand_over, c) for c in chains[1:]]
+                for f in futures:
+                    f.result()
         finally:
+            marks.close()
             if fixed is None:
                 os.environ.pop("LLMREC_THREADS", None)
+                os.environ.pop(THREADS_FILE_ENV, None)
+                share_file.unlink(missing_ok=True)
     bar.close()
     profiles = {p["profile"] for p in (load_params(f) for f in param_files)}
     if reports_out is None and profiles <= set(PREVIEW_PROFILES):  # never over the committed report

@@ -81,6 +81,10 @@ SETTINGS = {
     "lora-ranker-R/letters": "an adapter trained LlamaRec-style to pick a held-out like among "
                              "retriever R's top 20 (letters A-T); one forward pass per record "
                              "(chapter 8)",
+    "lora-ranker-R/letters-no-year, fused-no-year": "the same ranker and fusion with every title "
+                                                    "listed without its year (a shorter prompt: "
+                                                    "chapter 8 gives both lengths; the cpu "
+                                                    "profile's)",
     "top20-letter-order": "the retriever's top 20 in the order the ranker's prompt lists them "
                           "(a seeded shuffle): the list of a ranker that always answers A, B, C, "
                           "D, the chance level of any ranker of those 20; no LLM (chapter 8)",

@@ -52,6 +52,7 @@ from llmrec.models import load_model
 from llmrec.paths import runs_dir
 from llmrec.prompts import alpaca_parts
 from llmrec.records import build_records, split_records, to_alpaca
+from llmrec.side_by_side import follow_share
 
 # torch, transformers, peft and accelerate are imported inside the functions that use them:
 # the command line (`python -m llmrec ...`) imports this module, and they take seconds to load.
@@ -678,6 +679,7 @@ def train_lora(
                 break
             steps = epoch_steps(epoch)
             for k in range(state["step_in_epoch"], len(steps)):
+                follow_share()  # a chain left alone takes the idle core (llmrec.side_by_side)
                 t0 = time.perf_counter()
                 micro = [collate([train_feats[i] for i in b], pad_id) for b in steps[k]]
                 n_labelled = sum(int((m["labels"] != IGNORE_INDEX).sum()) for m in micro)

@@ -16,6 +16,7 @@ from llmrec.fusion import GRID
 from llmrec.learning_curve import CURVES
 from llmrec.params import RANKING, load_params
 from llmrec.paths import repo_root
+from llmrec.ranker import setting_suffix
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 COMMON = ("01_data", "05_baselines")
@@ -59,10 +60,13 @@ def test_every_chapter_runs_with_its_own_parameters(quick_runs):
         assert by_setting[f"lora-compact-{n}/greedy"]["n_records"] == quick["eval_limit"]
     # chapter 8: the trained ranker and the fusion over one retriever, on the preview's test
     # records, and chapter 4's tuned model decoding with that retriever's prior on its sample
-    ranker = [s for s in by_setting if re.fullmatch(r"lora-ranker-[a-z_]+/letters", s)]
+    # (the quick profile lists the ranker's titles without years: settings "-no-year")
+    suffix = setting_suffix(RANKING["quick"]["with_year"])
+    ranker = [s for s in by_setting if re.fullmatch(rf"lora-ranker-[a-z_]+/letters{suffix}", s)]
     assert len(ranker) == 1
-    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix("/letters")
-    letters, fused = by_setting[ranker[0]], by_setting[f"lora-ranker-{retriever}/fused"]
+    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix(f"/letters{suffix}")
+    letters, fused = by_setting[ranker[0]], by_setting[f"lora-ranker-{retriever}/fused{suffix}"]
+    assert letters["with_year"] is RANKING["quick"]["with_year"]
     assert letters["n_records"] == fused["n_records"] == quick["eval_limit"]
     assert letters["retriever"] == fused["retriever"] == retriever and fused["weight"] in GRID
     assert letters["first_letter"] in "ABCDEFGHIJKLMNOPQRST" and 0 < letters["first_letter_share"] <= 1

@@ -22,9 +22,11 @@ from llmrec.ranker import (
     chance_loss,
     first_pick_summary,
     first_picks,
+    listing_lengths,
     ranker_examples,
     recall_at,
     scores_file,
+    setting_suffix,
     shown_order,
     train_ranker,
 )
@@ -81,6 +83,30 @@ def test_examples_answer_a_target_among_the_retrievers_candidates(item_knn_tempo
     assert len({p["answer"] for p in pairs}) >= 5
     with pytest.raises(LlmrecError):
         ranker_examples(records, item_knn_temporal, ml100k.movies, n_candidates=27)
+
+
+def test_examples_without_years_list_the_same_candidates_with_shorter_titles(tiny, item_knn_temporal,
+                                                                            temporal_parts, ml100k):
+    _, tok = tiny
+    records = sample_records(temporal_parts["train"], 40)
+    with_year, stats = ranker_examples(records, item_knn_temporal, ml100k.movies, seed=0)
+    bare, bare_stats = ranker_examples(records, item_knn_temporal, ml100k.movies, seed=0, with_year=False)
+    assert stats == bare_stats and len(bare) == len(with_year) > 0
+    bare_names = title_map(ml100k.movies, with_year=False)
+    for a, b in zip(with_year, bare, strict=True):
+        # the same record, candidates, listing and answer: only the titles' years are gone
+        assert {k: a[k] for k in ("record_id", "answer", "answer_id", "candidates")} == \
+            {k: b[k] for k in ("record_id", "answer", "answer_id", "candidates")}
+        order = shown_order(b["record_id"], 20, 0)
+        assert _listed(b["prompt"]) == titles_for([b["candidates"][j] for j in order], bare_names)
+        assert not re.search(r"\((19|20)\d\d\)", b["prompt"]) and re.search(r"\((19|20)\d\d\)", a["prompt"])
+    lengths = listing_lengths(tok, records, item_knn_temporal, ml100k.movies, seed=0)
+    assert list(lengths["titles"]) == ["with year", "without year"]
+    assert list(lengths["examples"]) == [len(with_year)] * 2
+    want = np.mean([len(tok(p["prompt"])["input_ids"]) for p in bare])
+    assert lengths["mean_tokens"].iloc[1] == pytest.approx(want)
+    assert lengths["share"].iloc[0] == 1 and 0 < lengths["share"].iloc[1] < 1
+    assert (setting_suffix(True), setting_suffix(False)) == ("", "-no-year")
 
 
 def test_the_trained_answer_token_is_the_letter_read_at_test_time(tiny, item_knn_temporal, temporal_parts, ml100k):
@@ -246,5 +272,7 @@ def test_scores_on_disk_are_read_back_only_for_unchanged_candidates(tiny, item_k
     assert third.predict(records) == want and third.scored_records == 1 and third.reused_records == 5
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained")
     assert scores_file(adapter, "float32", seed=0) != path  # another adapter, another file
+    # another title format, another file: the same adapter's scores of another prompt
+    assert scores_file(adapter, "float32", seed=0, with_year=False).name.endswith("seed0-no-year.jsonl.gz")
     with pytest.raises(LlmrecError, match="train the ranker first"):
         scores_file(tmp_path / "nowhere", "float32")

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
+from llmrec.params import RANKING
+from llmrec.ranker import setting_suffix
 from llmrec.runner import EXPECTED_CHAPTERS, notebooks_in, plan, run_report, select_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,24 +176,36 @@ def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapt
     assert [c["status"] for c in third["chapters"]] == ["ok"]
 
 
-def test_jobs_run_models_side_by_side_after_the_common_chapters(tmp_path, fake_chapters, monkeypatch):
-    """``jobs=2``: the common chapters first, then both model chains at once, each kernel
-    told its share of the cores through $LLMREC_THREADS; same table as one at a time."""
+def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_chapters, monkeypatch):
+    """``jobs=2``: the common chapters head the first chain while the second chain starts,
+    each kernel told its share of the cores through $LLMREC_THREADS; a chapter that waits
+    for the baselines (as reference lines do) finds them written; same table as one at a time."""
     import os
 
     folder, files = fake_chapters
     _notebook(folder / "04_threads.ipynb",
-              'import os\nfrom pathlib import Path\n'
+              'import os\nfrom pathlib import Path\nfrom llmrec.side_by_side import wait_for_common\n'
+              'common = Path(P["run_dir"]).parent / "common-ml-100k-smoke"\n'
+              'wait_for_common(common, poll=0.05)\n'
+              'from llmrec.artifacts import system_dir\n'
+              'found = (system_dir(common, "popularity", "baseline", "temporal") / "metrics.json").is_file()\n'
+              '(Path(P["run_dir"]) / "baselines.txt").write_text(str(found))\n'
               '(Path(P["run_dir"]) / "threads.txt").write_text(os.environ.get("LLMREC_THREADS", "unset"))')
     monkeypatch.delenv("LLMREC_THREADS", raising=False)
     out, reports = tmp_path / "runs", tmp_path / "reports"
     summary = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder, jobs=2)
     order = [(c["run"], c["chapter"]) for c in summary["chapters"]]
-    assert len(order) == 8 and {r for r, _ in order[:2]} == {"common-ml-100k-smoke"}
-    assert {c for r, c in order[:2]} == {"01_data", "05_baselines"}
+    assert len(order) == 8
+    first_chain = [c for r, c in order if r in ("common-ml-100k-smoke", "a")]
+    assert first_chain[:2] == ["01_data", "05_baselines"]  # the common chapters head chain a
+    assert (out / "a" / "baselines.txt").read_text() == "True" == (out / "b" / "baselines.txt").read_text()
+    assert not (out / "common-ml-100k-smoke" / ".running.json").exists()  # the mark is gone
+    assert not (out / ".threads").exists() and "LLMREC_THREADS_FILE" not in os.environ
     assert {(c["run"], c["chapter"]) for c in summary["failed"]} == {("a", "03_boom"), ("b", "03_boom")}
-    want = str(max(1, (os.cpu_count() or 1) // 2))
-    assert (out / "a" / "threads.txt").read_text() == want == (out / "b" / "threads.txt").read_text()
+    # b's last chapter waited for the baselines, so b ends while a still runs its own three:
+    # b's kernels had half the cores, a's last chapter all of them
+    assert (out / "b" / "threads.txt").read_text() == str(max(1, (os.cpu_count() or 1) // 2))
+    assert (out / "a" / "threads.txt").read_text() == str(os.cpu_count() or 1)
     table = pd.read_csv(reports / "results.csv")
     ours = table[table["setting"] != "published"]  # the blog's rows are quoted, not run
     assert set(zip(ours["system"], ours["setting"], strict=True)) == {
@@ -250,10 +264,11 @@ def test_smoke_report_end_to_end(tmp_path):
     # chapter 8's rows: the trained ranker and the fusion over one retriever, and chapter 4's
     # tuned model decoding constrained with that retriever's prior
     settings = set(table["setting"])
-    ranker = [s for s in settings if re.fullmatch(r"lora-ranker-[a-z_]+/letters", s)]
+    suffix = setting_suffix(RANKING["smoke"]["with_year"])
+    ranker = [s for s in settings if re.fullmatch(rf"lora-ranker-[a-z_]+/letters{suffix}", s)]
     assert len(ranker) == 1, settings
-    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix("/letters")
-    assert {f"lora-ranker-{retriever}/fused", f"lora/constrained-greedy+{retriever}-prior"} <= settings
+    retriever = ranker[0].removeprefix("lora-ranker-").removesuffix(f"/letters{suffix}")
+    assert {f"lora-ranker-{retriever}/fused{suffix}", f"lora/constrained-greedy+{retriever}-prior"} <= settings
     # every executed chapter published beside the table, figures inline, small enough to browse
     published = sorted((reports / "notebooks").glob("*/*.ipynb"))
     assert {p.stem for p in published} == {p.stem for p in REAL}
@@ -309,6 +324,8 @@ def test_a_chain_that_finishes_hands_its_cores_to_the_others(tmp_path, fake_chap
     def fake_execute(notebook, params, run_dir, resume=True):
         with lock:
             seen[(params["name"], notebook.stem)] = os.environ.get("LLMREC_THREADS")
+            share = Path(os.environ["LLMREC_THREADS_FILE"])  # what running kernels follow
+            seen[(params["name"], notebook.stem, "file")] = share.read_text()
         if params["name"] == "a":
             b_started.wait(10)  # both chains are running before a finishes
         if params["name"] == "b" and notebook.stem == "02_zero_shot":
@@ -324,4 +341,5 @@ def test_a_chain_that_finishes_hands_its_cores_to_the_others(tmp_path, fake_chap
                notebooks_dir=folder, jobs=2)
     assert seen[("a", "02_zero_shot")] == seen[("b", "02_zero_shot")] == "1"  # side by side
     assert seen[("b", "03_boom")] == "2"  # then b alone, with both cores
+    assert seen[("b", "02_zero_shot", "file")] == "1" and seen[("b", "03_boom", "file")] == "2"
     assert "LLMREC_THREADS" not in os.environ  # nothing leaks past the report
