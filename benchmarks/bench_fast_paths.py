@@ -18,7 +18,12 @@ Passes (real prompts of a seeded sample of temporal test records, llmrec.samples
 - likelihood reranking of 20 item-kNN candidates: the LM head at every position of the
   candidates' pass (naive) / only where a candidate token is predicted / normalised over
   the catalog's tokens only (``likelihood-catalog``, a new setting: "same" counts the
-  records whose candidates it orders the same way).
+  records whose candidates it orders the same way);
+- the ranker's letter scores (chapter 8's pass over every test record): 20 item-kNN
+  candidates listed with their titles' years (naive) / without them (``-no-year``, a new
+  setting, the ``cpu`` profile's: a shorter prompt). The base model, untrained: the cost
+  of the pass does not depend on the adapter; "same" counts the records whose candidates
+  it orders the same way.
 
 Columns: records, wall and CPU seconds (this process; on a shared machine CPU seconds
 are the steadier measure), prompts/s and new tokens/s (wall), seconds per record,
@@ -94,13 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     from llmrec.models import is_instruct, load_model
     from llmrec.paths import repo_root
     from llmrec.prompts import build_prompts, title_map, titles_for
+    from llmrec.ranker import answer_letter_ids, shown_order
     from llmrec.records import build_records, split_records
-    from llmrec.rerank import _candidate_ids, catalog_vocabulary, order_by_scores, rerank_likelihood
+    from llmrec.rerank import (
+        _candidate_ids,
+        catalog_vocabulary,
+        letter_prompt,
+        order_by_scores,
+        rerank_letters,
+        rerank_likelihood,
+    )
     from llmrec.samples import sample_label, sample_records
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    ap.add_argument("--passes", nargs="+", default=["greedy", "constrained", "beam", "likelihood"])
+    ap.add_argument("--passes", nargs="+", default=["greedy", "constrained", "beam", "likelihood", "ranker"])
     ap.add_argument("--n-greedy", type=int, default=32, help="records for the greedy pass")
     ap.add_argument("--style", default="auto",
                     help="greedy prompts: zero-shot | chat | few-shot | alpaca | auto (chat for instruct models)")
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time greedy with the weights in bfloat16 (a new setting: outputs change)")
     ap.add_argument("--n-constrained", type=int, default=4, help="records for the constrained passes")
     ap.add_argument("--n-rerank", type=int, default=4, help="records for reranking")
+    ap.add_argument("--n-ranker", type=int, default=16, help="records for the ranker's letter pass")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(repo_root() / "reports" / "benchmarks"),
                     help="where fast_paths.csv and fast_paths.json go")
@@ -252,6 +266,37 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':13} records: {sample_label(len(test), len(recs))}, 20 item-kNN candidates each; "
                   f"'same' for the catalog-normalised setting: records ranked in the same order "
                   f"({len(vocabulary)} catalog tokens)")
+        if "ranker" in args.passes:
+            recs = sample_records(test, args.n_ranker)
+            knn = fit_baseline("item_knn", parts["train"], ml.movies)
+            cands = knn.recommend_many([list(map(int, i)) for i in recs["input_ids"]], 20)
+            letters = answer_letter_ids(tok, 20)
+            orders, prompts_by = [], {}
+            for rid, cs in zip(recs["record_id"], cands, strict=True):
+                orders.append([cs[j] for j in shown_order(rid, len(cs), 0)])
+            for with_year in (True, False):
+                shown = title_map(ml.movies, with_year)
+                prompts_by[with_year] = [letter_prompt(titles_for(i, shown), titles_for(o, shown))
+                                         for i, o in zip(recs["input_ids"], orders, strict=True)]
+            rerank_letters(model, tok, prompts_by[True][:1], [20], batch_size=1, progress=False,
+                           over="letters", token_ids=letters)
+            timers, ranked = {}, {}
+            for with_year in (True, False):
+                prompts = prompts_by[with_year]
+                flops = 2 * body * sum(lengths(prompts)) + 2 * hidden * vocab * len(prompts)
+                with Timer() as t:
+                    scores = rerank_letters(model, tok, prompts, [20] * len(prompts), batch_size=1,
+                                            progress=False, over="letters", token_ids=letters)
+                timers[with_year], ranked[with_year] = t, order_by_scores(orders, scores)
+                if with_year:
+                    row("ranker letters", "titles with year", len(prompts), t, 0, flops)
+                else:
+                    same = sum(a == b for a, b in zip(ranked[False], ranked[True], strict=True))
+                    row("ranker letters", "titles without year (new)", len(prompts), t, 0, flops,
+                        timers[True], f"{same}/{len(prompts)}")
+            print(f"{'':13} records: {sample_label(len(test), len(recs))}, 20 item-kNN candidates each, one "
+                  f"prompt a pass; prompt tokens {sum(lengths(prompts_by[True])) / len(recs):.0f} with "
+                  f"years, {sum(lengths(prompts_by[False])) / len(recs):.0f} without")
         del model
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     path = write_bench(bench_rows, meta, args.out, command)

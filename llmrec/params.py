@@ -96,7 +96,7 @@ RANKING: dict[str, dict[str, Any]] = {
               "generation_test": 4, "with_year": False},
     "quick": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 12, "prior_valid": 4,
               "generation_test": 8, "with_year": False},
-    "cpu": {"train": 32, "valid": 8, "epochs": 1, "fusion_valid": 40, "prior_valid": 4,
+    "cpu": {"train": 32, "valid": 8, "epochs": 1, "fusion_valid": 200, "prior_valid": 4,
             "generation_test": 20, "with_year": False},
     "long": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 48,
              "generation_test": 300, "with_year": True},

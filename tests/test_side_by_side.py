@@ -9,7 +9,14 @@ import time
 import torch
 
 from llmrec import side_by_side
-from llmrec.side_by_side import RUNNING, follow_share, is_running, running, wait_for_common, write_share
+from llmrec.side_by_side import (
+    RUNNING,
+    follow_share,
+    is_running,
+    running,
+    wait_for_common,
+    write_share,
+)
 
 
 def test_a_marked_run_is_waited_for_until_its_chapters_end(tmp_path):
