@@ -89,8 +89,8 @@ SIZES: dict[str, dict[str, int | None]] = {
 #: and the seeded sample of test records constrained generation is scored on
 #: (``generation_test``, inside ``eval_limit``'s). None: all. ``with_year``: the ranker's
 #: prompt lists titles with their year (LlamaRec's listing) or without (``-no-year``
-#: settings: fewer tokens a pass, llmrec.ranker.listing_lengths, which the 2-core report's ranker needs to
-#: score every test record in time; llmrec.ranker).
+#: settings): fewer tokens a pass (llmrec.ranker.listing_lengths), so that the 2-core
+#: report's ranker scores every test record in time.
 RANKING: dict[str, dict[str, Any]] = {
     "smoke": {"train": 8, "valid": 4, "epochs": 1, "fusion_valid": 8, "prior_valid": 4,
               "generation_test": 4, "with_year": False},
