@@ -3,13 +3,13 @@ close each runs to this CPU's matrix-multiply speed, and whether its outputs are
 
     python benchmarks/bench_fast_paths.py                      # both embedded models, about 7 minutes
     python benchmarks/bench_fast_paths.py --models gemma3-270m --n-greedy 64
-    python benchmarks/bench_fast_paths.py --readme    # + writes README's table from the results
+    python benchmarks/bench_fast_paths.py --docs      # + writes docs/speed.md's table from the results
 
 Each run writes its rows to ``reports/benchmarks/fast_paths.csv`` and its date, machine,
-commit and load to ``fast_paths.json`` beside them (``--out``; ``llmrec.bench_report``);
-``--readme`` redraws README.md's benchmark table from those files.
+commit and load to ``fast_paths.json`` beside them (``--out``; ``llmrec.report.bench_report``);
+``--docs`` redraws docs/speed.md's benchmark table from those files.
 
-Passes (real prompts of a seeded sample of temporal test records, llmrec.samples):
+Passes (real prompts of a seeded sample of temporal test records, llmrec.data.samples):
 
 - greedy: ``generate`` through ``model.generate`` (naive) / finished rows leave the
   batch (``compact``) / that plus the bfloat16-screened LM head (``head="screened"``);
@@ -89,19 +89,19 @@ class Timer:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from llmrec.baselines import fit_baseline
-    from llmrec.bench_report import BLOCK, bench_block, machine, redraw_readme, write_bench
-    from llmrec.constrained import CatalogTrie, constrained_generate
-    from llmrec.data import load_movielens
-    from llmrec.decoding import generate, prefix_split
-    from llmrec.heads import catalog_token_ids
-    from llmrec.matching import Catalog
-    from llmrec.models import is_instruct, load_model
+    from llmrec.data.movielens import load_movielens
+    from llmrec.data.records import build_records, split_records
+    from llmrec.data.samples import sample_label, sample_records
+    from llmrec.evaluation.matching import Catalog
+    from llmrec.llm.decoding import generate, prefix_split
+    from llmrec.llm.heads import catalog_token_ids
+    from llmrec.llm.models import is_instruct, load_model
+    from llmrec.llm.prompts import build_prompts, title_map, titles_for
     from llmrec.paths import repo_root
-    from llmrec.prompts import build_prompts, title_map, titles_for
-    from llmrec.ranker import answer_letter_ids, shown_order
-    from llmrec.records import build_records, split_records
-    from llmrec.rerank import (
+    from llmrec.recommenders.baselines import fit_baseline
+    from llmrec.recommenders.constrained import CatalogTrie, constrained_generate
+    from llmrec.recommenders.ranker import answer_letter_ids, shown_order
+    from llmrec.recommenders.rerank import (
         _candidate_ids,
         catalog_vocabulary,
         letter_prompt,
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         rerank_letters,
         rerank_likelihood,
     )
-    from llmrec.samples import sample_label, sample_records
+    from llmrec.report.bench_report import BLOCK, bench_block, machine, redraw_page, write_bench
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(repo_root() / "reports" / "benchmarks"),
                     help="where fast_paths.csv and fast_paths.json go")
-    ap.add_argument("--readme", action="store_true", help="redraw README.md's benchmark table")
+    ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                    help="redraw docs/speed.md's benchmark table")
     args = ap.parse_args(argv)
     command = "python benchmarks/bench_fast_paths.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
@@ -301,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     path = write_bench(bench_rows, meta, args.out, command)
     print(f"wrote {path} and its run facts beside it")
-    if args.readme:
-        print(f"redrew the benchmark table of {redraw_readme(BLOCK, bench_block(args.out))}")
+    if args.docs:
+        print(f"redrew the benchmark table of {redraw_page(BLOCK, bench_block(args.out))}")
     return 0
 
 

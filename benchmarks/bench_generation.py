@@ -24,11 +24,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from llmrec.data import load_movielens
-    from llmrec.decoding import generate, prefix_split
-    from llmrec.models import is_instruct, load_model, pick_threads
-    from llmrec.prompts import build_prompts
-    from llmrec.records import build_records, split_records
+    from llmrec.data.movielens import load_movielens
+    from llmrec.data.records import build_records, split_records
+    from llmrec.llm.decoding import generate, prefix_split
+    from llmrec.llm.models import is_instruct, load_model, pick_threads
+    from llmrec.llm.prompts import build_prompts
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])

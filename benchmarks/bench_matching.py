@@ -18,8 +18,8 @@ import time
 
 import pandas as pd
 
-from llmrec.data import load_movielens
-from llmrec.matching import Catalog, get_matcher
+from llmrec.data.movielens import load_movielens
+from llmrec.evaluation.matching import Catalog, get_matcher
 
 SUFFIXES = ["II", "III", "2", "3", "4", "Returns", "Reloaded", "The Beginning", "Part 2",
             "Revisited", "Forever", "Rising", "Origins", "Redux", "The Final Chapter"]

@@ -88,16 +88,16 @@ def report(name, label, wall, hooks, extra=""):
 def main(argv=None) -> int:
     import torch
 
-    from llmrec.baselines import fit_baseline
-    from llmrec.constrained import CatalogTrie, constrained_generate
-    from llmrec.data import load_movielens
-    from llmrec.decoding import generate
-    from llmrec.matching import Catalog
-    from llmrec.models import is_instruct, load_model
-    from llmrec.prompts import build_prompts, title_map, titles_for
-    from llmrec.records import build_records, split_records
-    from llmrec.rerank import letter_prompt, rerank_letters, rerank_likelihood
-    from llmrec.samples import sample_records
+    from llmrec.data.movielens import load_movielens
+    from llmrec.data.records import build_records, split_records
+    from llmrec.data.samples import sample_records
+    from llmrec.evaluation.matching import Catalog
+    from llmrec.llm.decoding import generate
+    from llmrec.llm.models import is_instruct, load_model
+    from llmrec.llm.prompts import build_prompts, title_map, titles_for
+    from llmrec.recommenders.baselines import fit_baseline
+    from llmrec.recommenders.constrained import CatalogTrie, constrained_generate
+    from llmrec.recommenders.rerank import letter_prompt, rerank_letters, rerank_likelihood
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from llmrec.decoding import list_finished
-from llmrec.parsing import parse_completion
+from llmrec.llm.decoding import list_finished
+from llmrec.llm.parsing import parse_completion
 
 BARE = re.compile(r"^[\W\d_]*$")  # no letter at all ("187 (1997)" counts: a real title)
 MARKER_END = re.compile(r"\n[ \t]*\n\s*(\(?\d{1,2}[.)\]:]?|[-*\u2022|]\s*\d{0,2})\s*$")

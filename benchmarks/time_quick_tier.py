@@ -4,7 +4,7 @@ what a reader waits after opening a notebook in JupyterLab and choosing Run All.
     python benchmarks/time_quick_tier.py                 # every chapter, each from a cold cache
     python benchmarks/time_quick_tier.py --warm          # in order 01 ... 08, sharing one cache
     python benchmarks/time_quick_tier.py --chapters 04 08
-    python benchmarks/time_quick_tier.py --readme        # + README's line from the results
+    python benchmarks/time_quick_tier.py --docs          # + docs/running.md's line from the results
 
 Each chapter runs through papermill without parameters (exactly as Run All: the notebook's
 own ``params_file = "params/quick.yaml"``), from the repository root. ``--cold`` (the
@@ -41,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from llmrec.artifacts import atomic_write_text, run_info
-    from llmrec.bench_report import QUICK_BLOCK, cpu_name, quick_block, redraw_readme
     from llmrec.paths import repo_root
+    from llmrec.report.bench_report import QUICK_BLOCK, cpu_name, quick_block, redraw_page
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chapters", nargs="+", default=None, help="e.g. 02 04 (default: all)")
     ap.add_argument("--warm", action="store_true",
                     help="run in order sharing one cache (a reader going through the report)")
     ap.add_argument("--out", default=None, help="folder for quick_timings.csv/json (default reports/)")
-    ap.add_argument("--readme", action="store_true", help="redraw README.md's line on the quick preview")
+    ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                    help="redraw docs/running.md's line on the quick preview")
     args = ap.parse_args(argv)
     root = repo_root()
     notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "quick_timings.csv", frame.to_csv(index=False))
     atomic_write_text(out / "quick_timings.json", json.dumps(info, indent=2, default=str) + "\n")
     print(frame.to_string(index=False))
-    if args.readme:
-        redraw_readme(QUICK_BLOCK, quick_block(out), root / "README.md")
+    if args.docs:
+        redraw_page(QUICK_BLOCK, quick_block(out), root / "docs" / "running.md")
     print(f"wrote {out / 'quick_timings.csv'}; budget {BUDGET_MINUTES:g} min a chapter: "
           f"{int(frame['within_budget'].sum())} of {len(frame)} within")
     return 0 if frame["within_budget"].all() else 1

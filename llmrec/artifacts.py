@@ -167,7 +167,7 @@ def save_system_run(
 ) -> dict[str, Any]:
     """Write ``predictions.jsonl.gz`` and ``metrics.json`` for one system x setting x split.
 
-    ``metrics`` is what :func:`llmrec.metrics.score` returned. The saved ``metrics.json`` adds
+    ``metrics`` is what :func:`llmrec.evaluation.metrics.score` returned. The saved ``metrics.json`` adds
     the identity columns (``system``, ``setting``, ``split``) and ``predictions``: the
     predictions file's path relative to the repository root when it lies inside it (else
     absolute). Returns that dict: one row of ``reports/results.csv``.

@@ -15,14 +15,13 @@ from llmrec.errors import LlmrecError
 
 #: Modules that register sub-commands, in the order they appear in ``--help``.
 CLI_MODULES = [
-    "llmrec.assets",
-    "llmrec.records",
-    "llmrec.matching",
-    "llmrec.train",
-    "llmrec.learning_curve",
-    "llmrec.runner",
-    "llmrec.results",
-    "llmrec.costs",
+    "llmrec.data.assets",
+    "llmrec.data.records",
+    "llmrec.evaluation.matching",
+    "llmrec.report.commands",
+    "llmrec.report.runner",
+    "llmrec.report.results",
+    "llmrec.report.costs",
 ]
 
 

@@ -1,21 +1,21 @@
 """What the report's runner and the kernels it starts tell each other while chains run side by side.
 
 ``python -m llmrec report --jobs 2`` runs each model's chapters in its own chain, one kernel
-at a time per chain, each with its share of the cores (:mod:`llmrec.runner`). Two things
+at a time per chain, each with its share of the cores (:mod:`llmrec.report.runner`). Two things
 cross from the runner to a kernel that is already running, through files, since a
 kernel's environment is fixed when it starts:
 
 - **The common chapters still running.** The baselines chapter runs at the head of the
   first chain, beside the other chains' first chapters instead of before them; a model
   chapter that draws the baselines as reference lines waits for it
-  (:func:`wait_for_common`, called by :meth:`llmrec.chapter.Chapter.references`). The
+  (:func:`wait_for_common`, called by :meth:`llmrec.report.chapter.Chapter.references`). The
   runner marks the common run's folder while its chapters run (:func:`running`); the mark
   names the runner's process, so one left behind by a killed run is ignored.
 - **Its share of the cores.** When a chain finishes, the runner writes the new share to the
   file ``$LLMREC_THREADS_FILE`` names (:func:`write_share`), and the long loops of the
   package (generation, scoring, training) call :func:`follow_share` between batches: the
   chain left running takes the idle core in the middle of a pass, not only at its next
-  chapter. Results do not depend on the thread count (:func:`llmrec.models.pick_threads`).
+  chapter. Results do not depend on the thread count (:func:`llmrec.llm.models.pick_threads`).
 
 Why by hand: no library passes a changing value into a running Jupyter kernel without a
 channel of its own; a file the kernel reads is the smallest one.

@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def ml100k():
     """The embedded MovieLens 100K (fetched into the cache by `make test` beforehand)."""
-    from llmrec.data import load_movielens
+    from llmrec.data.movielens import load_movielens
 
     return load_movielens()
 
@@ -21,7 +21,7 @@ def ml100k():
 @pytest.fixture(scope="session")
 def temporal_parts(ml100k):
     """The temporal split's train / valid / test records of the embedded ml-100k."""
-    from llmrec.records import build_records, split_records
+    from llmrec.data.records import build_records, split_records
 
     return split_records(build_records(ml100k.ratings), "temporal")
 
@@ -29,7 +29,7 @@ def temporal_parts(ml100k):
 @pytest.fixture(scope="session")
 def item_knn_temporal(temporal_parts, ml100k):
     """item-kNN fitted on the temporal training records (a retriever for the ranker's tests)."""
-    from llmrec.baselines import fit_baseline
+    from llmrec.recommenders.baselines import fit_baseline
 
     return fit_baseline("item_knn", temporal_parts["train"], ml100k.movies)
 
@@ -37,7 +37,7 @@ def item_knn_temporal(temporal_parts, ml100k):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random LLaMA-architecture model + BPE tokenizer saved with save_pretrained."""
-    from llmrec.tiny_model import save_tiny
+    from llmrec.llm.tiny_model import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -47,7 +47,7 @@ def tiny(tiny_model_dir):
     """The tiny model loaded, on one thread: on a shared 2-core machine two threads spin-wait."""
     import torch
 
-    from llmrec.models import load_model
+    from llmrec.llm.models import load_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -15,9 +15,9 @@ import zipfile
 
 import pytest
 
-from llmrec import assets
-from llmrec.assets import Asset, File, Tree, Wheel
 from llmrec.cli import main
+from llmrec.data import assets
+from llmrec.data.assets import Asset, File, Tree, Wheel
 from llmrec.errors import LlmrecError
 
 PART_A = b"first half of a model;" * 100

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.baselines import BASELINES, fit_baseline, train_matrix
+from llmrec.data.records import build_records, item_popularity, split_records
 from llmrec.errors import LlmrecError
-from llmrec.evaluation import Task, evaluate
-from llmrec.matching import Catalog
-from llmrec.metrics import score
-from llmrec.params import BASELINE_OPTIONS
-from llmrec.records import build_records, item_popularity, split_records
-from llmrec.strong_baselines import EaseBaseline, validation_map
+from llmrec.evaluation.matching import Catalog
+from llmrec.evaluation.metrics import score
+from llmrec.evaluation.spine import Task, evaluate
+from llmrec.recommenders.baselines import BASELINES, fit_baseline, train_matrix
+from llmrec.recommenders.strong_baselines import EaseBaseline, validation_map
+from llmrec.report.params import BASELINE_OPTIONS
 
 
 def _movies(n=20):
@@ -229,7 +229,7 @@ def _save_two(run_dir):
 
 
 def test_results_collect_write_upsert_recompute(tmp_path):
-    from llmrec.results import FIRST_COLUMNS, collect, recompute, write_results
+    from llmrec.report.results import FIRST_COLUMNS, collect, recompute, write_results
 
     run_dir = tmp_path / "run"
     rows = _save_two(run_dir)
@@ -260,7 +260,7 @@ def test_results_collect_write_upsert_recompute(tmp_path):
 
 
 def test_results_bad_paths(tmp_path):
-    from llmrec.results import collect, recompute
+    from llmrec.report.results import collect, recompute
 
     with pytest.raises(LlmrecError, match="neither"):
         collect([tmp_path / "nowhere"])
@@ -274,7 +274,7 @@ def test_notebook_05_runs_and_its_numbers_recompute(tmp_path, ml100k):
 
     from llmrec.artifacts import read_json
     from llmrec.paths import repo_root
-    from llmrec.results import collect, recompute
+    from llmrec.report.results import collect, recompute
 
     run_dir = tmp_path / "run"
     papermill.execute_notebook(

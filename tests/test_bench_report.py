@@ -1,10 +1,13 @@
-"""The speed benchmark's results file, and the README's table drawn from it."""
+"""The speed benchmark's results file, and the docs' tables drawn from it."""
 
 from __future__ import annotations
 
 import pytest
 
-from llmrec.bench_report import (
+from llmrec.errors import LlmrecError
+from llmrec.paths import repo_root
+from llmrec.report.bench_report import (
+    PAGES,
     BLOCK,
     COLUMNS,
     QUICK_BLOCK,
@@ -14,8 +17,6 @@ from llmrec.bench_report import (
     read_bench,
     write_bench,
 )
-from llmrec.errors import LlmrecError
-from llmrec.paths import repo_root
 
 
 def _row(way, x, same=None):
@@ -68,24 +69,24 @@ def test_quick_line_gives_each_chapter_and_the_budget(tmp_path):
 
 
 @pytest.mark.parametrize(("block", "render", "folder", "command"), [
-    (BLOCK, bench_block, "reports/benchmarks", "python benchmarks/bench_fast_paths.py --readme"),
-    (QUICK_BLOCK, quick_block, "reports", "python benchmarks/time_quick_tier.py --readme"),
+    (BLOCK, bench_block, "reports/benchmarks", "python benchmarks/bench_fast_paths.py --docs"),
+    (QUICK_BLOCK, quick_block, "reports", "python benchmarks/time_quick_tier.py --docs"),
 ], ids=["fast-paths", "quick-tier"])
-def test_readme_draws_its_speed_numbers_from_the_committed_runs(block, render, folder, command):
-    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+def test_docs_draw_their_speed_numbers_from_the_committed_runs(block, render, folder, command):
+    readme = (repo_root() / PAGES[block]).read_text(encoding="utf-8")
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     assert start in readme and end in readme
     text = readme.split(start, 1)[1].split(end, 1)[0]
     assert text.strip() == render(repo_root() / folder).strip(), (
-        f"README's {block} differ from the committed results: run `{command}`")
+        f"{PAGES[block]}'s {block} differ from the committed results: run `{command}`")
 
 
-def test_redraw_readme_replaces_only_its_block(tmp_path):
-    from llmrec.bench_report import redraw_readme
+def test_redraw_page_replaces_only_its_block(tmp_path):
+    from llmrec.report.bench_report import redraw_page
 
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "speed.md"
     readme.write_text(f"intro\n<!-- {BLOCK}:start -->\nold\n<!-- {BLOCK}:end -->\ntail\n")
-    redraw_readme(BLOCK, "new table\n", readme)
+    redraw_page(BLOCK, "new table\n", readme)
     assert readme.read_text() == f"intro\n<!-- {BLOCK}:start -->\nnew table\n<!-- {BLOCK}:end -->\ntail\n"
     with pytest.raises(LlmrecError, match="lacks the markers"):
-        redraw_readme(QUICK_BLOCK, "x", readme)
+        redraw_page(QUICK_BLOCK, "x", readme)

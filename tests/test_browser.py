@@ -33,12 +33,12 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from playwright.sync_api import sync_playwright
 
-from llmrec import assets
-from llmrec.models import load_model
+from llmrec.data import assets
+from llmrec.data.records import build_records
+from llmrec.llm.models import load_model
+from llmrec.llm.prompts import title_map
+from llmrec.llm.train import config_for, default_out_dir, make_lora_model
 from llmrec.paths import repo_root
-from llmrec.prompts import title_map
-from llmrec.records import build_records
-from llmrec.train import config_for, default_out_dir, make_lora_model
 
 NOTEBOOKS = repo_root() / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))

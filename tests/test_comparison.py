@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from llmrec.comparison import paired_table
 from llmrec.errors import LlmrecError
-from llmrec.evaluation import record_fields
-from llmrec.failures import year_counts
-from llmrec.prompt_variants import with_n_inputs
-from llmrec.recommenders import ranked_predictions
+from llmrec.evaluation.comparison import paired_table
+from llmrec.evaluation.failures import year_counts
+from llmrec.evaluation.spine import record_fields
+from llmrec.llm.prompt_variants import with_n_inputs
+from llmrec.recommenders.base import ranked_predictions
 
 
 def ranked_rows(records, ranked, k):

@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 
-from llmrec.constrained import CatalogTrie, constrained_generate
-from llmrec.parsing import parse_completion
-from llmrec.prompts import alpaca_prompt
-from llmrec.tokens import continuation_ids
+from llmrec.llm.parsing import parse_completion
+from llmrec.llm.prompts import alpaca_prompt
+from llmrec.llm.tokens import continuation_ids
+from llmrec.recommenders.constrained import CatalogTrie, constrained_generate
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.baselines import fit_baseline
-from llmrec.constrained import (
+from llmrec.data.records import build_records, split_records
+from llmrec.errors import LlmrecError
+from llmrec.evaluation.matching import Catalog
+from llmrec.evaluation.spine import Task
+from llmrec.evaluation.weights import choose_weight
+from llmrec.llm.prompts import alpaca_prompt
+from llmrec.llm.tokens import continuation_ids
+from llmrec.recommenders.baselines import fit_baseline
+from llmrec.recommenders.constrained import (
     CatalogLogitsProcessor,
     CatalogTrie,
     ConstrainedGeneration,
@@ -17,13 +24,6 @@ from llmrec.constrained import (
     choose_prior_weight,
     constrained_generate,
 )
-from llmrec.errors import LlmrecError
-from llmrec.evaluation import Task
-from llmrec.matching import Catalog
-from llmrec.prompts import alpaca_prompt
-from llmrec.records import build_records, split_records
-from llmrec.tokens import continuation_ids
-from llmrec.weights import choose_weight
 
 BEAM2 = {"do_sample": False, "num_beams": 2}
 NAMED = ["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)"]

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from llmrec.cli import main
-from llmrec.constrained import PRIOR_WEIGHTS
-from llmrec.costs import (
+from llmrec.llm.learning_curve import CURVES
+from llmrec.recommenders.constrained import PRIOR_WEIGHTS
+from llmrec.recommenders.ranker import ranker_config
+from llmrec.report.costs import (
     A100,
     ARCHS,
     CHAPTERS,
@@ -29,9 +31,7 @@ from llmrec.costs import (
     training,
     weight_bytes,
 )
-from llmrec.learning_curve import CURVES
-from llmrec.params import RANKING, load_params
-from llmrec.ranker import ranker_config
+from llmrec.report.params import RANKING, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_FILES = ["llama-7b", "llama-13b", "llama-30b", "llama-65b", "gpt-j-6b"]
@@ -164,9 +164,9 @@ def test_hardware_lines_agree_with_the_estimate(stem):
 
 
 def test_data_facts_match_ml100k(ml100k):
-    from llmrec.baselines import fit_baseline
-    from llmrec.ranker import ranker_examples
-    from llmrec.records import build_records, split_records
+    from llmrec.data.records import build_records, split_records
+    from llmrec.recommenders.baselines import fit_baseline
+    from llmrec.recommenders.ranker import ranker_examples
 
     records = build_records(ml100k.ratings)
     for split in ("temporal", "blog"):
@@ -186,8 +186,8 @@ def _code(name):
 
 
 def test_chapters_take_their_sizes_from_the_package():
-    """Chapters 6, 7 and 8 read the sizes the estimate uses (llmrec.params, the prior weights
-    of llmrec.constrained), not copies; chapter 4's curve takes the file's or CURVES."""
+    """Chapters 6, 7 and 8 read the sizes the estimate uses (llmrec.report.params, the prior weights
+    of llmrec.recommenders.constrained), not copies; chapter 4's curve takes the file's or CURVES."""
     for name, uses in (("06_decoding.ipynb", ['SWEEPS[P["profile"]]']),
                        ("07_beyond.ipynb", ['SIZES[P["profile"]]']),
                        ("08_llm_with_cf.ipynb", ['RANKING[P["profile"]]', "PRIOR_WEIGHTS)"])):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from llmrec.data import ML100K_GENRES, load_movielens
+from llmrec.data.formats import display_title, split_year
+from llmrec.data.movielens import ML100K_GENRES, load_movielens
 from llmrec.errors import LlmrecError
-from llmrec.formats import display_title, split_year
 
 # one small dataset, written below in each layout: (id, title as MovieLens shows it, genres)
 MOVIES = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmrec.decoding import PRESETS, ListEnd, generate, list_finished, preset_kwargs
 from llmrec.errors import LlmrecError
-from llmrec.parsing import parse_completion
+from llmrec.llm.decoding import PRESETS, ListEnd, generate, list_finished, preset_kwargs
+from llmrec.llm.parsing import parse_completion
 
 PROMPTS = [
     "Movies I liked: Toy Story (1995) => Fargo (1996)\nRecommend 4 similar movies, separated by =>:\n",
@@ -143,7 +143,7 @@ def test_too_long_and_empty(tiny):
 
 
 def _few_shot_prompts():
-    from llmrec.prompts import blog_shots, few_shot_prompt
+    from llmrec.llm.prompts import blog_shots, few_shot_prompt
 
     shots = blog_shots(2)
     queries = [["Toy Story (1995)", "Fargo (1996)"], ["Heat (1995)"],
@@ -152,7 +152,7 @@ def _few_shot_prompts():
 
 
 def test_prefix_split_is_verified_on_tokens(tiny):
-    from llmrec.decoding import common_prefix, prefix_split
+    from llmrec.llm.decoding import common_prefix, prefix_split
 
     _, tok = tiny
     prompts = _few_shot_prompts()

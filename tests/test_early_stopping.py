@@ -1,4 +1,4 @@
-"""Early stopping on the validation loss and validations within an epoch (llmrec.train).
+"""Early stopping on the validation loss and validations within an epoch (llmrec.llm.train).
 
 The validation losses are scripted (``_valid_loss`` replaced) where a test needs them to
 stop falling at a known point; the replacement also keeps a copy of the adapter's weights
@@ -16,10 +16,10 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file
 from test_train import TITLES  # the same titles as the training tests (tests/ is on the path)
 
-from llmrec import train
 from llmrec.artifacts import read_json
 from llmrec.errors import LlmrecError
-from llmrec.train import BEST_ADAPTER, config_for, train_lora
+from llmrec.llm import train
+from llmrec.llm.train import BEST_ADAPTER, config_for, train_lora
 
 
 def _pairs(n: int, seed: int) -> list[dict[str, str]]:

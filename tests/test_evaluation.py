@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-import llmrec.generation as G
-from llmrec import failures as F
+import llmrec.recommenders.generation as G
 from llmrec.artifacts import read_json, read_jsonl
+from llmrec.data.records import build_records, split_records
 from llmrec.errors import LlmrecError
-from llmrec.evaluation import Task, evaluate, evaluate_and_save
-from llmrec.matching import Catalog, get_matcher
-from llmrec.models import load_model
-from llmrec.recommenders import REGISTRY, Recommender, build, register
-from llmrec.records import build_records, split_records
+from llmrec.evaluation import failures as F
+from llmrec.evaluation.matching import Catalog, get_matcher
+from llmrec.evaluation.spine import Task, evaluate, evaluate_and_save
+from llmrec.llm.models import load_model
+from llmrec.recommenders.base import REGISTRY, Recommender, build, register
 
 
 @pytest.fixture(scope="module")

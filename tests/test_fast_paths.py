@@ -10,10 +10,9 @@ import warnings
 
 import pytest
 
-from llmrec.constrained import CatalogTrie, constrained_generate
-from llmrec.decoding import eos_ids, generate, greedy_rows
 from llmrec.errors import LlmrecError
-from llmrec.heads import (
+from llmrec.llm.decoding import eos_ids, generate, greedy_rows
+from llmrec.llm.heads import (
     ScreenedArgmax,
     _screen_threshold,
     catalog_token_ids,
@@ -21,8 +20,9 @@ from llmrec.heads import (
     hidden_states,
     restricted_head,
 )
-from llmrec.prompts import alpaca_prompt
-from llmrec.rerank import rerank_likelihood
+from llmrec.llm.prompts import alpaca_prompt
+from llmrec.recommenders.constrained import CatalogTrie, constrained_generate
+from llmrec.recommenders.rerank import rerank_likelihood
 
 TITLES = ["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)", "Contact (1997)", "Scream (1996)",
           "Liar Liar (1997)", "Titanic (1997)", "Air Force One (1997)", "Godfather, The (1972)"]
@@ -35,7 +35,7 @@ def chaotic(tiny_model_dir):
     """The tiny model with its weights redrawn (std 0.3): varied, confident outputs."""
     import torch
 
-    from llmrec.models import load_model
+    from llmrec.llm.models import load_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -105,7 +105,7 @@ def test_compact_generate_equals_model_generate(chaotic, batch_size):
 
 def test_compact_generate_with_a_cached_prefix(chaotic):
     """Prompts sharing 32+ tokens of lines: the prefix's KV cache seeds every batch."""
-    from llmrec.decoding import prefix_split
+    from llmrec.llm.decoding import prefix_split
 
     model, tok = chaotic
     header = "### Instruction:\n" + "Recommend movies => like these => ones\n" * 6
@@ -150,7 +150,7 @@ def test_screened_argmax_is_the_float32_argmax(chaotic):
 def test_screened_argmax_falls_back_when_the_bound_breaks(chaotic, monkeypatch):
     import torch
 
-    from llmrec import heads
+    from llmrec.llm import heads
 
     model, _ = chaotic
     monkeypatch.setattr(heads, "BF16_U", 0.0)  # a bound of zero: bfloat16 rounding breaks it
@@ -299,7 +299,7 @@ def test_likelihood_catalog_normalises_over_the_catalog_tokens(chaotic):
     """The scores are log-softmaxes over the catalog's tokens: recomputed by hand here."""
     import torch
 
-    from llmrec.rerank import _candidate_ids, catalog_vocabulary, rerank
+    from llmrec.recommenders.rerank import _candidate_ids, catalog_vocabulary, rerank
 
     model, tok = chaotic
     prompt = alpaca_prompt(TITLES[:2])

@@ -9,8 +9,10 @@ import pytest
 
 from llmrec.artifacts import load_rows
 from llmrec.errors import LlmrecError
-from llmrec.evaluation import Task, evaluate_and_save
-from llmrec.fusion import (
+from llmrec.evaluation.metrics import ap_at_k
+from llmrec.evaluation.spine import Task, evaluate_and_save
+from llmrec.recommenders.base import REGISTRY
+from llmrec.recommenders.fusion import (
     GRID,
     Fusion,
     choose_weight,
@@ -20,9 +22,7 @@ from llmrec.fusion import (
     map_at,
     standardise,
 )
-from llmrec.metrics import ap_at_k
-from llmrec.ranker import TrainedRanker
-from llmrec.recommenders import REGISTRY
+from llmrec.recommenders.ranker import TrainedRanker
 
 
 class Scores:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from llmrec import train
+from llmrec.data.formats import join_titles, title_map, titles_for
+from llmrec.data.records import build_records, split_records, to_alpaca
+from llmrec.data.samples import sample_records
 from llmrec.errors import LlmrecError
-from llmrec.formats import join_titles, title_map, titles_for
-from llmrec.learning_curve import (
+from llmrec.llm import train
+from llmrec.llm.learning_curve import (
     CURVE_STYLE,
     CURVES,
     curve_table,
@@ -20,9 +22,7 @@ from llmrec.learning_curve import (
     train_curve,
     training_pairs,
 )
-from llmrec.records import build_records, split_records, to_alpaca
-from llmrec.samples import sample_records
-from llmrec.train import curve_dir
+from llmrec.llm.train import curve_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +123,7 @@ def test_curve_command_trains_the_points_chapter_4_evaluates(tmp_path, ml100k, c
     """`python -m llmrec curve params/smoke.yaml --split blog --out DIR` trains the profile's
     points; chapter 4's section 4.6 (the same call) then finds them trained."""
     from llmrec.cli import main
-    from llmrec.params import load_params
+    from llmrec.report.params import load_params
 
     params = load_params(ROOT / "params" / "smoke.yaml")
     assert params["curve"] is None and params["prompt_style"] == "alpaca"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.data.formats import split_year
 from llmrec.errors import LlmrecError
-from llmrec.formats import split_year
-from llmrec.matching import (
+from llmrec.evaluation.matching import (
     MATCHERS,
     Catalog,
     choose_threshold,
@@ -175,7 +175,7 @@ def test_choose_threshold_and_accuracy_on_messy_titles(catalog):
 
 
 def test_max_distance_bound():
-    from llmrec.matching import max_distance
+    from llmrec.evaluation.matching import max_distance
 
     assert max_distance(20, None) is None and max_distance(20, 0.0) is None
     assert max_distance(20, 0.8) == 5  # d <= 0.2 * 20 / 0.8

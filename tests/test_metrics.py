@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.metrics import (
+from llmrec.evaluation.metrics import (
     ap_at_k,
     bootstrap_ci,
     hit_rate_at_k,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.models import (
+from llmrec.llm.models import (
     EMBEDDED_MODELS,
     context_length,
     describe,
@@ -74,9 +74,9 @@ def test_folder_without_config(tmp_path):
 
 
 def test_tiny_name_builds_once(tmp_path, monkeypatch):
-    import llmrec.models
+    import llmrec.llm.models
 
-    monkeypatch.setattr(llmrec.models, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(llmrec.llm.models, "cache_dir", lambda: tmp_path)
     model, tok = load_model("tiny-llama")
     folder = tmp_path / "models" / "tiny-llama"
     assert (folder / "config.json").is_file()
@@ -94,7 +94,7 @@ def test_embedded_facts():
 def test_pick_threads(monkeypatch):
     import torch
 
-    from llmrec.models import pick_threads
+    from llmrec.llm.models import pick_threads
 
     before = torch.get_num_threads()
     try:

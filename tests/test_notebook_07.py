@@ -5,7 +5,7 @@ from __future__ import annotations
 import papermill
 
 from llmrec.artifacts import read_json, read_jsonl
-from llmrec.data import load_movielens
+from llmrec.data.movielens import load_movielens
 from llmrec.paths import repo_root
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import nbformat
 
-from llmrec.notebook_export import chapter_index, export_notebook, trim
+from llmrec.report.notebook_export import chapter_index, export_notebook, trim
 
 
 def test_export_keeps_figures_and_trims_the_rest(tmp_path):

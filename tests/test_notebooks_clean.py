@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmrec.params import SCHEMA
+from llmrec.report.params import SCHEMA
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -31,7 +31,7 @@ def test_notebook_is_stripped_and_parameterised(path):
         if "=" in line and not line.startswith(("import", "from")):
             key = line.split("=")[0].strip()
             assert key in SCHEMA or key == "params_file", (
-                f"{path.name}: parameter {key!r} is not in llmrec.params.SCHEMA")
+                f"{path.name}: parameter {key!r} is not in llmrec.report.params.SCHEMA")
     # the parameters are validated by the package before anything else runs
     first = code[code.index(tagged[0]) + 1].source
     assert "Chapter.start(" in first and "globals()" in first, (

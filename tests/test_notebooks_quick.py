@@ -12,11 +12,11 @@ import papermill
 import pytest
 
 from llmrec.artifacts import read_json
-from llmrec.fusion import GRID
-from llmrec.learning_curve import CURVES
-from llmrec.params import RANKING, load_params
+from llmrec.llm.learning_curve import CURVES
 from llmrec.paths import repo_root
-from llmrec.ranker import setting_suffix
+from llmrec.recommenders.fusion import GRID
+from llmrec.recommenders.ranker import setting_suffix
+from llmrec.report.params import RANKING, load_params
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 COMMON = ("01_data", "05_baselines")

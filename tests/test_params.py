@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from llmrec.errors import LlmrecError
-from llmrec.params import SCHEMA, load_params, validate
+from llmrec.report.params import SCHEMA, load_params, validate
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 FILES = sorted(PARAMS_DIR.glob("*.yaml"))
@@ -115,7 +115,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_beam_limit_caps_beam_passes_only():
     import pandas as pd
 
-    from llmrec.params import records_for
+    from llmrec.report.params import records_for
 
     test = pd.DataFrame({"record_id": [f"r{i}" for i in range(10)]})
     p = validate({"beam_limit": 3})
@@ -168,7 +168,7 @@ SHOWN_LORA = {"r", "alpha", "dropout", "target_modules", "learning_rate", "warmu
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_lora_block_shows_its_profile(path):
-    from llmrec.train import PROFILES, config_for
+    from llmrec.llm.train import PROFILES, config_for
 
     p = load_params(path)
     # the common options, and whatever else the profile sets (long: early stopping)
@@ -203,7 +203,8 @@ def test_lora_options_are_checked_with_the_file(tmp_path):
 
 
 def test_cli_profile_override_keeps_only_a_files_own_changes():
-    from llmrec.train import config_for, lora_overrides
+    from llmrec.llm.train import config_for
+    from llmrec.report.commands import lora_overrides
 
     p = load_params(PARAMS_DIR / "smollm2-135m.yaml")
     assert lora_overrides(p) == {}  # it writes out the cpu profile, changes nothing

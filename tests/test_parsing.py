@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from llmrec.parsing import classify_completion, complete_titles, looks_non_english, parse_completion
+from llmrec.llm.parsing import (
+    classify_completion,
+    complete_titles,
+    looks_non_english,
+    parse_completion,
+)
 
 CASES = [
     # (name, completion, expected titles)

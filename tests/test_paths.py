@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmrec import paths
-from llmrec.params import collect
+from llmrec.report.params import collect
 
 
 def test_a_relative_run_dir_is_the_repositorys(monkeypatch, tmp_path):

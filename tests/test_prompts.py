@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import (
+from llmrec.llm.prompts import (
     STYLES,
     alpaca_instruction,
     alpaca_parts,
@@ -31,7 +31,7 @@ LIKED_1_0 = ("Monty Python and the Holy Grail (1974) => Empire Strikes Back, The
 
 @pytest.fixture(scope="module")
 def records(ml100k):
-    from llmrec.records import build_records
+    from llmrec.data.records import build_records
 
     return build_records(ml100k.ratings)
 
@@ -56,7 +56,7 @@ def test_without_years_exact(rec_1_0, ml100k):
 
 
 def test_alpaca_exact_and_split(rec_1_0, ml100k):
-    from llmrec.records import DEFAULT_INSTRUCTION, to_alpaca
+    from llmrec.data.records import DEFAULT_INSTRUCTION, to_alpaca
 
     [prompt] = build_prompts("alpaca", rec_1_0, ml100k.movies)
     assert prompt == (
@@ -105,7 +105,7 @@ def test_dislike_variant_exact():
 
 
 def test_few_shot_from_training_records(records, ml100k):
-    from llmrec.records import split_records
+    from llmrec.data.records import split_records
 
     parts = split_records(records, "temporal")
     shots = shots_from_records(parts["train"], ml100k.movies, k=2, seed=0)

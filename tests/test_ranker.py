@@ -11,10 +11,13 @@ import torch
 from transformers import AutoTokenizer
 
 from llmrec.artifacts import load_rows
+from llmrec.data.formats import title_map, titles_for
+from llmrec.data.samples import sample_records
 from llmrec.errors import LlmrecError
-from llmrec.evaluation import Task, evaluate_and_save
-from llmrec.formats import title_map, titles_for
-from llmrec.ranker import (
+from llmrec.evaluation.spine import Task, evaluate_and_save
+from llmrec.llm.train import IGNORE_INDEX, config_for, tokenize_pair
+from llmrec.recommenders.base import REGISTRY
+from llmrec.recommenders.ranker import (
     LetterOrder,
     TrainedRanker,
     answer_letter_ids,
@@ -30,10 +33,7 @@ from llmrec.ranker import (
     shown_order,
     train_ranker,
 )
-from llmrec.recommenders import REGISTRY
-from llmrec.rerank import LETTERS, letter_prompt, letter_token_ids
-from llmrec.samples import sample_records
-from llmrec.train import IGNORE_INDEX, config_for, tokenize_pair
+from llmrec.recommenders.rerank import LETTERS, letter_prompt, letter_token_ids
 
 
 def _listed(prompt: str) -> list[str]:

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from llmrec.cli import main
-from llmrec.errors import LlmrecError
-from llmrec.records import (
+from llmrec.data.records import (
     build_records,
     describe_counts,
     likes,
@@ -17,6 +16,7 @@ from llmrec.records import (
     split_sizes,
     to_alpaca,
 )
+from llmrec.errors import LlmrecError
 
 
 def _ratings(rows):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import alpaca_prompt
-from llmrec.rerank import (
+from llmrec.llm.prompts import alpaca_prompt
+from llmrec.llm.tokens import continuation_ids
+from llmrec.recommenders.rerank import (
     LETTERS,
     letter_prompt,
     letter_token_ids,
@@ -15,7 +16,6 @@ from llmrec.rerank import (
     rerank,
     rerank_likelihood,
 )
-from llmrec.tokens import continuation_ids
 
 CANDS = ["Toy Story (1995)", "Fargo (1996)", "Usual Suspects, The (1995)", "Star Wars (1977)",
          "Contact (1997)"]

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.params import RANKING
-from llmrec.ranker import setting_suffix
-from llmrec.runner import EXPECTED_CHAPTERS, notebooks_in, plan, run_report, select_chapters
+from llmrec.recommenders.ranker import setting_suffix
+from llmrec.report.params import RANKING
+from llmrec.report.runner import EXPECTED_CHAPTERS, notebooks_in, plan, run_report, select_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -30,7 +30,7 @@ SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_
 WRITE_SYSTEM = '''
 from pathlib import Path
 from llmrec.artifacts import save_system_run
-from llmrec.metrics import score
+from llmrec.evaluation.metrics import score
 rows = [{"record_id": f"{u}-0", "target_ids": [1, 2, 3, 4],
          "predicted_ids": [__SHIFT__ + u, 2, None, [3, 9]], "titles": ["a", "b", "c", "d"]}
         for u in range(6)]
@@ -50,7 +50,7 @@ def _notebook(path: Path, body: str) -> Path:
     params = nbformat.v4.new_code_cell('name = "x"\nrun_dir = "runs/dev"\nprofile = "smoke"')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("A stand-in chapter."), params,
-                nbformat.v4.new_code_cell("from llmrec.params import collect\nP = collect(globals())"),
+                nbformat.v4.new_code_cell("from llmrec.report.params import collect\nP = collect(globals())"),
                 nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
@@ -78,8 +78,8 @@ def fake_chapters(tmp_path):
 
 
 def _assert_recomputes(table: pd.DataFrame) -> None:
-    """Every metric of every row equals what llmrec.results.recompute gets from its file."""
-    from llmrec.results import verify_table
+    """Every metric of every row equals what llmrec.report.results.recompute gets from its file."""
+    from llmrec.report.results import verify_table
 
     table = table[table["setting"] != "published"]  # quoted from the blog: nothing to recompute
     for row in table.to_dict("records"):
@@ -220,7 +220,7 @@ def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_ch
     timings = (reports / "timings.md").read_text()
     assert "| a | 02_zero_shot |" in timings and "03_boom" not in timings  # completed chapters only
     # `python -m llmrec results verify`: every number agrees; a tampered one is named
-    from llmrec.results import verify
+    from llmrec.report.results import verify
 
     checked = verify(reports / "results.csv")
     assert (checked["mismatches"] == "").all() and (checked["compared"] >= 5).all()
@@ -233,8 +233,8 @@ def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_ch
 
 def test_cli_reports_failure_with_exit_code(tmp_path, fake_chapters, capsys, monkeypatch):
     """``python -m llmrec report`` prints the failing chapter with its error and exits 1."""
-    from llmrec import runner as report
     from llmrec.cli import main
+    from llmrec.report import runner as report
 
     folder, files = fake_chapters
     real = report.run_report
@@ -288,7 +288,7 @@ def test_smoke_report_end_to_end(tmp_path):
 
 
 def test_a_row_several_runs_made_alike_is_kept_once():
-    from llmrec.results import drop_repeats
+    from llmrec.report.results import drop_repeats
 
     row = {"system": "item_knn", "setting": "baseline/first-200", "split": "temporal",
            "n_records": 200, "map_at_4": 0.036, "map_at_4_low": 0.024, "map_at_4_high": 0.048,
@@ -312,7 +312,7 @@ def test_a_chain_that_finishes_hands_its_cores_to_the_others(tmp_path, fake_chap
     import threading
     import time
 
-    from llmrec import runner
+    from llmrec.report import runner
 
     folder, files = fake_chapters
     files[0].write_text(files[0].read_text() + 'chapters: ["02"]\n')

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from llmrec.data.samples import sample_ids, sample_label, sample_records
 from llmrec.errors import LlmrecError
-from llmrec.samples import sample_ids, sample_label, sample_records
 
 
 @pytest.fixture

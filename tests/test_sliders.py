@@ -1,4 +1,4 @@
-"""The decoding chapter's sliders (llmrec.sliders) without a browser: settings, the HTML they
+"""The decoding chapter's sliders (llmrec.report.sliders) without a browser: settings, the HTML they
 show, the adapter lookup, and the worker on the tiny model (the browser suite drives the
 same widgets from JupyterLab: tests/test_browser.py)."""
 
@@ -11,10 +11,10 @@ import threading
 import pandas as pd
 import pytest
 
-from llmrec import sliders
-from llmrec.matching import Catalog, get_matcher
-from llmrec.prompts import title_map
-from llmrec.records import build_records, split_records
+from llmrec.data.records import build_records, split_records
+from llmrec.evaluation.matching import Catalog, get_matcher
+from llmrec.llm.prompts import title_map
+from llmrec.report import sliders
 
 
 @pytest.fixture(scope="module")

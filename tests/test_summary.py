@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from llmrec.artifacts import save_system_run
-from llmrec.metrics import score
-from llmrec.summary import fmt_mean, headline, published_rows, with_headline
+from llmrec.evaluation.metrics import score
+from llmrec.report.summary import fmt_mean, headline, published_rows, with_headline
 
 TARGETS = {f"{u}-0": [10 + u, 20 + u, 30 + u, 40 + u] for u in range(1, 7)}
 

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from llmrec import train
 from llmrec.errors import LlmrecError
-from llmrec.train import IGNORE_INDEX, config_for, tokenize_pair, train_lora
+from llmrec.llm import train
+from llmrec.llm.train import IGNORE_INDEX, config_for, tokenize_pair, train_lora
 
 TITLES = [
     "Toy Story (1995)", "GoldenEye (1995)", "Usual Suspects, The (1995)", "Star Wars (1977)",
@@ -262,8 +262,8 @@ def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml1
         f"adapter in {run_dir / 'adapter'}"]
     assert seconds < 300
     # chapter 4 of the report, same file and data: it finds the run finished and trains nothing
-    from llmrec.params import load_params
-    from llmrec.records import build_records, split_records, to_alpaca
+    from llmrec.data.records import build_records, split_records, to_alpaca
+    from llmrec.report.params import load_params
 
     p = load_params(params)
     parts = split_records(build_records(ml100k.ratings), "temporal", seed=p["seed"])

@@ -1,0 +1,39 @@
+"""The language-model room: loading a model, prompting it, decoding, parsing, training.
+
+``models`` loads a model and its tokenizer (embedded name, Hugging Face id or folder);
+``prompts`` and ``prompt_variants`` write what a model sees; ``decoding``, ``heads`` and
+``tokens`` generate and score text; ``parsing`` turns a completion into titles; ``train``
+fine-tunes a LoRA adapter and ``learning_curve`` trains one per sample size. It reads data
+from :mod:`llmrec.data` and knows nothing of recommenders or of the report.
+"""
+
+from llmrec.llm.decoding import PRESETS, generate
+from llmrec.llm.learning_curve import (
+    CURVES,
+    curve_table,
+    label,
+    point_rows,
+    setting_for,
+    train_curve,
+    training_pairs,
+)
+from llmrec.llm.models import load_model, load_tokenizer, resolve_model
+from llmrec.llm.parsing import parse_completion
+from llmrec.llm.prompt_variants import with_n_inputs
+from llmrec.llm.prompts import blog_examples, build_prompts, shots_from_records
+from llmrec.llm.train import (
+    PROFILES,
+    config_for,
+    default_out_dir,
+    history_frame,
+    load_tuned,
+    train_lora,
+)
+
+__all__ = [
+    "CURVES", "PRESETS", "PROFILES", "blog_examples", "build_prompts", "config_for",
+    "curve_table", "default_out_dir", "generate", "history_frame", "label", "load_model",
+    "load_tokenizer", "load_tuned", "parse_completion", "point_rows", "resolve_model",
+    "setting_for", "shots_from_records", "train_curve", "train_lora", "training_pairs",
+    "with_n_inputs",
+]

@@ -1,0 +1,113 @@
+"""The commands that train what a parameter file describes, outside a report run.
+
+``python -m llmrec train --params FILE`` (the LoRA adapter chapter 4 evaluates) and
+``python -m llmrec curve FILE`` (the learning curve's adapters): each reads a parameter
+file (:mod:`llmrec.report.params`) and calls the training code of :mod:`llmrec.llm`, which
+knows nothing of parameter files. Both resume when rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llmrec.data.movielens import load_movielens
+from llmrec.data.records import build_records, split_records, to_alpaca
+from llmrec.llm.learning_curve import CURVE_STYLE, train_curve
+from llmrec.llm.train import PROFILES, config_for, default_out_dir, train_lora
+from llmrec.paths import in_repo, runs_dir
+from llmrec.report.params import SCHEMA, load_params
+
+
+def add_cli(subparsers: Any) -> None:
+    add_train_cli(subparsers)
+    add_curve_cli(subparsers)
+
+
+def split_examples(params: Mapping[str, Any], split: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Alpaca examples ``(train, valid, test)`` of ``split`` for a parameter set."""
+    ml = load_movielens(params.get("dataset"))
+    parts = split_records(build_records(ml.ratings), split, seed=params.get("seed", 0))
+    return tuple(to_alpaca(parts[name], ml.movies) for name in ("train", "valid", "test"))
+
+
+def lora_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``lora`` options of a parameter file that differ from its own profile's: what
+    carries over when another profile is asked for (a file writes its profile's values
+    out, so that they show)."""
+    own = config_for(params["profile"]).to_dict()
+    return {k: v for k, v in params["lora"].items() if own.get(k) != v}
+
+
+def _cli_train(args: Any) -> int:
+    params = load_params(args.params)
+    profile = args.profile or params["profile"]
+    lora = lora_overrides(params) if args.profile else params["lora"]
+    config = config_for(profile, seed=params["seed"], quantization=params["quantization"], **lora)
+    train, valid, _ = split_examples(params, args.split)
+    run_dir = params["run_dir"]
+    if run_dir == SCHEMA["run_dir"][1]:  # not set: where the report's chapter 4 looks
+        run_dir = runs_dir() / params["name"]
+    out = Path(args.out) if args.out else default_out_dir(run_dir, args.split)
+    main = os.environ.get("RANK", "0") == "0"  # under accelerate launch: the first process speaks
+    if main:
+        print(f"training {params['model']} on the {args.split} split ({len(train)} training, "
+              f"{len(valid)} validation records; profile {profile}) into {out}")
+        print(json.dumps(config.to_dict()))
+    result = train_lora(params["model"], train, valid, out, config, dtype=params["dtype"],
+                        device=params["device"])
+    if main:
+        print(f"done: {result.steps} steps on {result.world_size} process(es), loss "
+              f"{result.first_loss:.4f} -> {result.final_loss:.4f}, {result.tokens_per_s:.0f} "
+              f"tokens/s, adapter in {result.adapter_dir}")
+    return 0
+
+
+def add_train_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
+        description="Train a LoRA adapter; rerun the same command to resume. Several GPUs: "
+                    "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
+    p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
+    p.add_argument("--split", default="temporal", choices=["temporal", "blog"])
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="overrides the parameter file's profile")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: the file's run_dir, else runs/<name>, where "
+                        "`python -m llmrec report` then finds the trained adapter)")
+    p.set_defaults(func=_cli_train)
+
+
+def add_curve_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser("curve", help="train the learning curve's adapters of a parameter file "
+                                            "(resumable; chapter 4 then evaluates them)")
+    p.add_argument("params", help="a parameter file, e.g. params/smollm2-135m-long.yaml")
+    p.add_argument("--split", default=None, choices=["temporal", "blog"],
+                   help="the split (default: the file's first)")
+    p.add_argument("--out", default=None,
+                   help="the run folder the points train into (under curve/<split>/; default: the "
+                        "file's run_dir, else runs/<name>, where `python -m llmrec report` runs "
+                        "chapter 4, which then finds them trained)")
+    p.set_defaults(func=_cli_curve)
+
+
+def _cli_curve(args: Any) -> int:
+    params = load_params(args.params)
+    split = args.split or params["splits"][0]
+    ml = load_movielens(params["dataset"])
+    parts = split_records(build_records(ml.ratings), split, seed=params["seed"])
+    run_dir = in_repo(params["run_dir"])  # a relative one: the repository's, as a notebook's
+    if params["run_dir"] == SCHEMA["run_dir"][1]:  # not set: where `python -m llmrec report` runs
+        run_dir = runs_dir() / params["name"]
+    run_dir = Path(args.out) if args.out else run_dir
+    # the arguments of chapter 4's section 4.6, so that it finds every point trained
+    results = train_curve(params["model"], parts, ml.movies, run_dir, split, params["profile"],
+                          params["curve"], CURVE_STYLE, params["seed"], params["lora"],
+                          params["dtype"], params["device"], quantization=params["quantization"])
+    for name, r in results.items():
+        print(f"{name:>5}: {r.n_train} records, {r.steps} steps, best epoch {r.best_epoch}, "
+              f"{r.wall_seconds / 60:.1f} min  ({r.out_dir})")
+    return 0

@@ -1,0 +1,364 @@
+"""Every figure of the report: the chapters' and the summaries across runs.
+
+Each function takes frames of results (rows of ``reports/results.csv``: one per system x
+setting x split with ``map_at_4``, its interval and ``n_records``) and returns a
+matplotlib figure drawn with seaborn, with a title, axis labels with units and the number
+of records behind it. Chapter figures: :func:`map_intervals` (MAP@4 with intervals, the
+baselines as reference lines), :func:`paired_differences`, :func:`failure_shares`,
+:func:`loss_curves`, :func:`learning_curve`. Summaries: :func:`blog_vs_ours`, :func:`size_trend`
+(:func:`summary_figures` saves both).
+
+matplotlib and seaborn are imported inside the functions: this module is imported by the
+command line (through :mod:`llmrec.report.results`), which should not pay for them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec.evaluation.metrics import zero_hit_bound
+from llmrec.report.published import MODEL_PARAMS, blog_table
+
+#: The settings the size-trend figure shows (one per way of asking), when a model has them.
+TREND_SETTINGS = ("zero-shot/greedy", "zero-shot-chat/greedy", "few-shot-2/greedy", "lora/greedy",
+                  "lora/beam4", "lora/constrained-beam4", "rerank-itemknn20/letters")
+BLOG_LABEL = "blog, as published (LoRA + 4 beams, MAP@K, no interval)"
+MAP_LABEL = "MAP@4 (0 to 1; higher is better)"
+
+
+def primary_split(table: pd.DataFrame) -> str:
+    """``temporal`` when the table has it (PROTOCOL.md section 2), else its first split."""
+    splits = list(dict.fromkeys(table["split"])) if len(table) else []
+    return "temporal" if "temporal" in splits or not splits else splits[0]
+
+
+def _errors(df: pd.DataFrame) -> tuple[list[float], list[float]]:
+    low = (df["map_at_4"] - df.get("map_at_4_low", df["map_at_4"])).clip(lower=0).fillna(0)
+    high = (df.get("map_at_4_high", df["map_at_4"]) - df["map_at_4"]).clip(lower=0).fillna(0)
+    return list(low), list(high)
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return plt, sns
+
+
+def _zero_hit_bar(ax, x: float, n_records: int, color: Any = "black") -> float:
+    """A dotted bar from 0 up to the rule-of-three bound 3/n at ``x``, for a rate with no hit
+    in ``n_records`` (instead of a zero-width interval); returns the bound."""
+    bound = zero_hit_bound(int(n_records))
+    ax.vlines(x, 0, bound, linestyles=":", colors=[color], lw=1)
+    return bound
+
+
+def map_intervals(rows: pd.DataFrame, title: str, references: pd.DataFrame | None = None,
+                  label: str = "setting"):
+    """MAP@4 per row with its 95% bootstrap interval, one line per row (``label`` column,
+    with split and records), and each reference row (a baseline) as a dashed vertical line.
+
+    A row with no hit at all has a degenerate interval [0, 0]: it is drawn as a dotted bar
+    up to the rule-of-three bound 3/n (MAP@4 is at most the hit rate), marked "0 hits"."""
+    plt, sns = _pyplot()
+    rows = rows.reset_index(drop=True)
+    labels = [f"{r[label]} ({r['split']}, n={int(r['n_records'])})" for _, r in rows.iterrows()]
+    with_refs = references is not None and len(references) > 0
+    # the baselines' legend sits beside the plot: a wider figure keeps the plot's own width
+    fig, ax = plt.subplots(figsize=(11.5 if with_refs else 8, max(2.6, 1.3 + 0.42 * len(rows))))
+    colour = sns.color_palette()[0]
+    right = 0.0
+    for i, r in rows.iterrows():
+        if r["map_at_4_high"] > 0:
+            ax.errorbar(r["map_at_4"], i, xerr=[[r["map_at_4"] - r["map_at_4_low"]],
+                                                [r["map_at_4_high"] - r["map_at_4"]]],
+                        fmt="o", capsize=4, color=colour)
+            right = max(right, r["map_at_4_high"])
+        else:
+            bound = zero_hit_bound(int(r["n_records"]))
+            ax.plot([0, bound], [i, i], ls=":", color=colour, marker="|", markersize=10)
+            ax.plot([0], [i], "o", mfc="white", color=colour)
+            ax.annotate(f"0 hits (< {bound:.3f})", (bound, i), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+            right = max(right, bound)
+    if references is not None and len(references):
+        palette = sns.color_palette("Dark2", len(references))
+        for c, (_, r) in zip(palette, references.iterrows(), strict=True):
+            ax.axvline(r["map_at_4"], ls="--", lw=1, color=c,
+                       label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
+            right = max(right, r["map_at_4"])
+        n_ref = sorted({int(n) for n in references["n_records"]})
+        on = f"n={n_ref[0]}" if len(n_ref) == 1 else "n as labelled"
+        ax.legend(title=f"baselines, same split ({on})", fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_xlim(0, max(right * 1.25, 1e-3))
+    ax.set_title(title)
+    ax.set_xlabel("MAP@4 (0 to 1; mean over records, 95% bootstrap interval)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(paired: pd.DataFrame, title: str, metric: str = "MAP@4"):
+    """Each system's paired-bootstrap difference from the reference (``diff`` with its 95%
+    interval, from :func:`llmrec.evaluation.comparison.paired_table`), a grey line at no difference."""
+    plt, _ = _pyplot()
+    paired = paired.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.5 * len(paired)))
+    ax.errorbar(paired["diff"], range(len(paired)),
+                xerr=[paired["diff"] - paired["diff_low"], paired["diff_high"] - paired["diff"]],
+                fmt="o", color="tab:blue", capsize=4)
+    ax.axvline(0, color="grey", lw=1)
+    split = f"{paired['split'].iloc[0]}, " if "split" in paired else ""
+    sizes = paired["n_records"].astype(int)
+    if sizes.nunique() == 1:
+        ax.set_yticks(range(len(paired)), list(paired["system"]))
+        ax.set_title(f"{title}\n({split}paired on the same {sizes.iloc[0]} records)")
+    else:  # rows on different samples: each row says its n
+        ax.set_yticks(range(len(paired)), [f"{s} (n={n})" for s, n in zip(paired["system"], sizes, strict=True)])
+        ax.set_title(f"{title}\n({split}each row paired on its own records, n on the left)")
+    ax.set_xlabel(f"difference in {metric} (absolute, 0-1 scale; 95% paired bootstrap)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def decoding_sweep(grid: pd.DataFrame, title: str):
+    """MAP@4 (with its 95% interval), validity and hallucination against temperature, one
+    line per top-p: the rows of chapter 6's grid (``temperature``, ``top_p``, the metrics)."""
+    plt, sns = _pyplot()
+    panels = {"map_at_4": "MAP@4 (0 to 1; 95% interval)",
+              "validity": "validity (share of completions, 0 to 1)",
+              "hallucination_rate": "hallucination rate (share of titles, 0 to 1)"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    palette = dict(zip(sorted(grid["top_p"].unique()),
+                       sns.color_palette("viridis", grid["top_p"].nunique()), strict=True))
+    for ax, (measure, label) in zip(axes, panels.items(), strict=True):
+        for p, rows in grid.sort_values("temperature").groupby("top_p"):
+            yerr = None
+            if measure == "map_at_4":
+                yerr = [rows["map_at_4"] - rows["map_at_4_low"], rows["map_at_4_high"] - rows["map_at_4"]]
+            ax.errorbar(rows["temperature"], rows[measure], yerr=yerr, marker="o", capsize=3,
+                        color=palette[p], label=f"top-p {p}")
+        top = float((grid.get(f"{measure}_high", grid[measure])).max())
+        if measure == "map_at_4" and "n_records" in grid:
+            for _, r in grid[grid["map_at_4_high"] == 0].iterrows():
+                top = max(top, _zero_hit_bar(ax, r["temperature"], r["n_records"], palette[r["top_p"]]))
+            n = sorted({int(v) for v in grid["n_records"]})
+            ax.set_title(f"MAP@4 against temperature (n={', '.join(map(str, n))};\n"
+                         "no hit: dotted bar up to 3/n)", fontsize=10)
+        else:
+            ax.set_title(label.split(" (")[0] + " against temperature")
+        ax.set_ylim(bottom=0, top=max(1e-3, top * 1.15))
+        ax.set_xlabel("temperature (unitless; 1 = the model's own)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve(points: pd.DataFrame, title: str, references: pd.DataFrame | None = None):
+    """MAP@4 (95% interval) against training records (log x), and validity and hallucination
+    rate on a second panel: one point per adapter of the curve (rows with ``train_records``,
+    ``n_records`` and the metrics); the baselines as dashed horizontal lines."""
+    plt, sns = _pyplot()
+    points = points.sort_values("train_records").reset_index(drop=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4))
+    x = points["train_records"]
+    low, high = _errors(points)
+    left.errorbar(x, points["map_at_4"], yerr=[low, high], marker="o", capsize=4,
+                  label="LoRA-tuned (95% interval)")
+    top = float(points["map_at_4_high"].max())
+    for _, r in points.iterrows():
+        note = f"{r['train_epochs']:g} ep, {r['train_wall_seconds'] / 60:.0f} min"
+        if r["map_at_4_high"] == 0:  # no hit: the rule-of-three bound, not a zero-width interval
+            bound = _zero_hit_bar(left, r["train_records"], r["n_records"], "grey")
+            note = f"0 hits (< {bound:.3f})\n{note}"
+            top = max(top, bound)
+        left.annotate(note, (r["train_records"], r["map_at_4"]), xytext=(6, 6),
+                      textcoords="offset points", fontsize=7)
+    if references is not None and len(references):
+        palette = sns.color_palette("Dark2", len(references))
+        for c, (_, r) in zip(palette, references.iterrows(), strict=True):
+            left.axhline(r["map_at_4"], ls="--", lw=1, color=c,
+                         label=f"{r['system']} {r['map_at_4']:.3f} (n={int(r['n_records'])})")
+            top = max(top, float(r["map_at_4"]))
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(list(x), [f"{int(v):,}" for v in x])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    left.set_ylim(0, max(top * 1.2, 1e-3))
+    n = sorted(set(points["n_records"].astype(int)))
+    left.set_title(f"MAP@4 against training records (n={', '.join(map(str, n))} test records)")
+    left.set_xlabel("training records (log scale)")
+    left.set_ylabel(MAP_LABEL)
+    left.legend(fontsize=8, loc="upper left")
+    for measure, name in (("validity", "validity (share of completions)"),
+                          ("hallucination_rate", "hallucination rate (share of titles)")):
+        if measure in points:
+            right.plot(x, points[measure], marker="o", label=name)
+    right.set_ylim(0, 1.05)
+    right.set_title("Format: valid answers and titles outside the catalog")
+    right.set_xlabel("training records (log scale)")
+    right.set_ylabel("share (0 to 1)")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart(data: pd.DataFrame, x: str, y: str, hue: str, title: str, xlabel: str,
+              ylabel: str, size: tuple[float, float] = (7, 3.6)):
+    """Bars of ``y`` per ``x`` and ``hue`` (one value each: no error bars)."""
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=size)
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def failure_shares(fails: pd.DataFrame, title: str, columns: list[str]):
+    """Share of completions showing each failure mode, per ``setting`` (with its count)."""
+    plt, sns = _pyplot()
+    counts = fails.groupby("setting").size()
+    fails = fails.assign(setting=fails["setting"].map(lambda s: f"{s} (n={counts[s]})"))
+    long = fails.melt(id_vars=["setting"], value_vars=columns, var_name="failure", value_name="share")
+    long["share"] = long["share"].astype(float) * 100
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.barplot(data=long, y="failure", x="share", hue="setting", ax=ax, errorbar=None)
+    ax.set_title(title)
+    ax.set_xlabel("completions with this failure (%)")
+    ax.set_ylabel("failure mode")
+    ax.set_xlim(0, 100)
+    return fig
+
+
+def loss_curves(curves: pd.DataFrame, title: str):
+    """Training and validation loss per epoch (``epoch``, ``loss``, ``part``, ``split``)."""
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=curves, x="epoch", y="loss", hue="part", style="split", markers=True, ax=ax)
+    ax.set_title(title)
+    ax.set_xlabel("epoch (passes over the training records)")
+    ax.set_ylabel("cross-entropy (nats per response token)")
+    return fig
+
+
+def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
+    """Horizontal bars: the blog's five models as published, then every system of ours.
+
+    Ours: MAP@4 on ``split`` (default the primary split) with its 95% bootstrap interval,
+    baselines included, one bar per system x setting.
+    """
+    plt, sns = _pyplot()
+    split = split or primary_split(table)
+    ours = table[table["split"] == split].copy()
+    ours = ours[ours["n_records"] == ours["n_records"].max()]  # every test record: comparable
+    ours["label"] = ours["system"].astype(str) + " · " + ours["setting"].astype(str)
+    ours = ours.sort_values("map_at_4", ascending=False)
+    n = int(ours["n_records"].max()) if len(ours) else 0
+    ours["source"] = f"ours ({split} split, all {n} test records, MAP@4, 95% CI)"
+    blog = blog_table().rename(columns={"map_at_k": "map_at_4"})
+    blog["label"] = blog["model"] + " (blog)"
+    blog["source"] = BLOG_LABEL
+    data = pd.concat([blog[["label", "map_at_4", "source"]],
+                      ours[["label", "map_at_4", "source"]]], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * len(data)))
+    sns.barplot(data=data, y="label", x="map_at_4", hue="source", dodge=False, ax=ax,
+                palette=["#999999", "#1f77b4"][: data["source"].nunique()])
+    if len(ours):
+        low, high = _errors(ours)
+        ax.errorbar(ours["map_at_4"], range(len(blog), len(data)), xerr=[low, high],
+                    fmt="none", ecolor="black", capsize=3, lw=1)
+    ax.set_title(f"Are LLMs good movie recommenders?\nThe blog's published MAP@K beside ours ({split} split)")
+    ax.set_xlabel(MAP_LABEL)
+    ax.set_ylabel("system · setting")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.text(0.01, 0.005, "The blog's numbers: its own split, K and title matching, no interval "
+             "(caveats in reports/headline.md).", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def model_size(row: Mapping, sizes: Mapping[str, float] = MODEL_PARAMS) -> float | None:
+    """A row's parameter count: its ``n_params`` column, else the known size of its model."""
+    value = row.get("n_params")
+    if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        return float(value)
+    for key in (row.get("model"), row.get("system")):
+        if isinstance(key, str) and key in sizes:
+            return sizes[key]
+    return None
+
+
+def size_trend(table: pd.DataFrame, split: str | None = None):
+    """MAP@4 against parameter count (log x) for our models that ran, with the blog's points.
+
+    One line per setting (ours, with 95% intervals); baselines have no size and are drawn
+    as dashed levels. The blog's published points are drawn in grey for scale.
+    """
+    plt, sns = _pyplot()
+    split = split or primary_split(table)
+    ours = table[table["split"] == split].copy()
+    ours["n_params"] = [model_size(r) for r in ours.to_dict("records")]
+    baselines = ours[ours["n_params"].isna() & (ours["setting"] == "baseline")]
+    ours = ours.dropna(subset=["n_params"]).sort_values("n_params")
+    ours = ours[ours["setting"].isin(TREND_SETTINGS)]
+    blog = blog_table()
+    fig, ax = plt.subplots(figsize=(10, 5))
+    sns.scatterplot(data=blog, x="n_params", y="map_at_k", color="#999999", marker="s", s=60,
+                    label=BLOG_LABEL, ax=ax)
+    for _, r in blog.iterrows():
+        ax.annotate(r["model"], (r["n_params"], r["map_at_k"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points", color="#666666")
+    if len(ours):
+        # points, not lines: the models differ in more than size (instruct vs base, family)
+        ours = ours.assign(setting=ours["setting"] + " (n=" + ours["n_records"].astype(int).astype(str) + ")")
+        sns.scatterplot(data=ours, x="n_params", y="map_at_4", hue="setting", style="system",
+                        s=70, ax=ax)
+        low, high = _errors(ours)
+        ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+        for _, r in ours[ours["map_at_4_high"] == 0].iterrows():
+            _zero_hit_bar(ax, r["n_params"], r["n_records"])
+    # baselines have no size: a dashed level each, in the legend (equal levels share one)
+    groups = baselines.groupby(baselines["map_at_4"].round(3))
+    levels = list(zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join),
+                      groups["n_records"].max(), strict=True))
+    for c, (level, names, n) in zip(sns.color_palette("Dark2", len(levels)), levels, strict=True):
+        ax.axhline(level, ls="--", lw=0.9, color=c,
+                   label=f"{names} {level:.3f} (baseline, n={int(n)})")
+    if not len(ours):
+        ax.text(0.5, 0.5, "none of our models with a known size has results yet",
+                transform=ax.transAxes, ha="center", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_title(f"MAP@4 against model size ({split} split; ours with 95% CI, a dotted bar up to "
+                 f"3/n where no hit)")
+    ax.set_xlabel("model size (parameters, log scale)")
+    ax.set_ylabel(MAP_LABEL)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def summary_figures(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Draw :func:`blog_vs_ours` and :func:`size_trend` on the primary split; save as PNG."""
+    plt, _ = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in (("summary_blog_vs_ours.png", blog_vs_ours), ("size_trend.png", size_trend)):
+        fig = draw(table)
+        path = out_dir / name
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
