@@ -82,7 +82,7 @@ def test_bad_choice_names_key():
 
 
 def test_prompt_style_and_curve_are_checked(tmp_path):
-    with pytest.raises(LlmrecError, match="'prompt_style' must be 'alpaca' or 'compact', got 'chat'") as err:
+    with pytest.raises(LlmrecError, match="'prompt_style' is 'chat'; use one of alpaca, compact") as err:
         validate({"prompt_style": "chat"})
     _one_line(err)
     with pytest.raises(LlmrecError, match="'prompt_style'.*str"):
@@ -103,13 +103,223 @@ def test_prompt_style_and_curve_are_checked(tmp_path):
     assert long["profile"] == "long" and long["prompt_style"] == "compact"
 
 
-def test_missing_file_and_bad_yaml(tmp_path):
+def test_missing_file(tmp_path):
     with pytest.raises(LlmrecError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+#: (file text, the line the YAML error is on, the parser's words for it)
+BAD_YAML = [
+    # the parser notices the missing ':' on the next line, and names where the key began
+    ("name: x\nmodel: smollm2-135m\nbatch_size 16\nseed: 0\n", 4,
+     "could not find expected ':' (while scanning a simple key on line 3)"),
+    ("name: [unclosed\nseed: 0\n", 2, "expected ',' or ']', but got ':' (while parsing a flow "
+                                        "sequence on line 1)"),
+    ("name: x\n  seed: 0\n", 2, "mapping values are not allowed here"),
+    ("name: x\nsplits: [temporal\n\tblog]\n", 3, "found character '\\t'"),
+]
+
+
+@pytest.mark.parametrize("text, line, words", BAD_YAML, ids=["missing colon", "unclosed list",
+                                                              "bad indent", "tab"])
+def test_yaml_syntax_error_gives_the_file_and_line(tmp_path, text, line, words):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: [unclosed\n")
-    with pytest.raises(LlmrecError, match="not valid YAML"):
+    bad.write_text(text)
+    with pytest.raises(LlmrecError) as err:
         load_params(bad)
+    msg = _one_line(err)
+    assert msg.startswith(f"{bad} line {line}: ") and words in msg, msg
+    assert msg.endswith("; fix the YAML there"), msg
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", ("is empty", "key: value")),
+    ("# only a comment\n", ("is empty", "key: value")),
+    ("- name: x\n- seed: 0\n", ("YAML list", "not a mapping", "key: value")),
+    ("model smollm2-135m\n", ("YAML str", "'model smollm2-135m'", "not a mapping")),
+], ids=["empty", "only comments", "a list", "a bare string"])
+def test_a_file_that_is_not_a_mapping_is_one_line(tmp_path, text, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert msg.startswith(f"{bad}: ") and all(w in msg for w in words), msg
+
+
+@pytest.mark.parametrize("key, near", [("batchsize", "batch_size"), ("eval_limt", "eval_limit"),
+                                       ("lora_preset", "lora_presets"), ("matchr", "matcher")])
+def test_a_key_typo_suggests_the_nearest_key(tmp_path, key, near):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: bad\n{key}: 1\n")
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert f"unknown key {key!r} (did you mean {near!r}?)" in msg, msg
+
+
+@pytest.mark.parametrize("key, option", [("epochs", "epochs"), ("learning_rat", "learning_rate")])
+def test_a_lora_option_at_the_top_level_says_where_it_goes(key, option):
+    with pytest.raises(LlmrecError) as err:
+        validate({key: 1}, source="x.yaml")
+    msg = _one_line(err)
+    assert f"unknown key {key!r} (the lora option {option!r}? it goes under lora:)" in msg, msg
+
+
+#: (key, value, the bad part the message shows, what the message says is accepted)
+BAD_VALUES = [
+    ("matcher", "fuzzy", "'fuzzy'", ["common_chars, levenshtein, normalized, embedding"]),
+    ("batch_size", 0, "0", [">= 1"]),
+    ("batch_size", -4, "-4", [">= 1"]),
+    ("eval_limit", -1, "-1", [">= 1", "null"]),
+    ("eval_limit", 0, "0", [">= 1", "null"]),
+    ("beam_limit", 0, "0", [">= 1", "null"]),
+    ("n_shots", -1, "-1", [">= 1"]),
+    ("max_new_tokens", 0, "0", [">= 1"]),
+    ("seed", -1, "-1", [">= 0"]),
+    ("presets", ["greedy", "beam5"], "'beam5'", ["greedy, beam4, sample", "did you mean 'beam4'"]),
+    ("presets", [], "[]", ["greedy, beam4, sample"]),
+    ("lora_presets", ["Greedy"], "'Greedy'", ["greedy, beam4, sample"]),
+    ("splits", ["temporal", "random"], "'random'", ["temporal, blog"]),
+    ("splits", [], "[]", ["temporal, blog"]),
+    ("prompt_style", "chat", "'chat'", ["alpaca, compact"]),
+    ("profile", "fast", "'fast'", ["smoke", "quick", "cpu", "full"]),
+    ("dtype", "fp16", "'fp16'", ["float32", "bfloat16", "float16"]),
+    ("quantization", "3bit", "'3bit'", ["null", "8bit", "4bit"]),
+    ("device", "gpu", "'gpu'", ["auto", "cpu", "cuda"]),
+    ("curve", [128, 0], "0", [">= 1", "null for all"]),
+    ("curve", [-5], "-5", [">= 1", "null for all"]),
+    ("chapters", ["09"], "'09'", ["01_data", "08_llm_with_cf"]),
+    ("chapters", ["02", "lora"], "'lora'", ["01_data", "08_llm_with_cf"]),
+    ("chapters", [9], "9", ["01_data", "08_llm_with_cf"]),
+    ("chapters", [], "[]", ["null for all"]),
+]
+
+
+@pytest.mark.parametrize("key, value, shown, words", BAD_VALUES,
+                         ids=[f"{k}={v!r}" for k, v, _, _ in BAD_VALUES])
+def test_a_bad_value_is_one_line_naming_key_value_and_what_is_accepted(tmp_path, key, value, shown, words):
+    """Each of these passed validation once and failed minutes into a chapter (or ran nothing)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "bad", key: value}))
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert msg.startswith(f"{bad}: key {key!r} ") and f" {shown}" in msg, msg
+    assert all(w in msg for w in words), msg
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("r", -8, "at least 1"),
+    ("epochs", 0, "at least 1"),
+    ("learning_rate", -0.001, "above 0"),
+    ("learning_rate", 0, "above 0"),
+    ("learning_rate", float("nan"), "above 0"),
+    ("dropout", 1.5, "[0, 1)"),
+    ("warmup_steps", -1, "at least 0"),
+    ("weight_decay", -0.1, "0 or more"),
+    ("max_grad_norm", 0, "above 0"),
+    ("max_train_records", 0, "null or at least 1"),
+    ("max_valid_records", -16, "null or at least 1"),
+    ("max_steps", 0, "null or at least 1"),
+    ("keep_checkpoints", 0, "at least 1"),
+])
+def test_lora_values_out_of_range_fail_with_the_file(tmp_path, option, value, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "bad", "lora": {option: value}}))
+    with pytest.raises(LlmrecError) as err:
+        load_params(bad)
+    msg = _one_line(err)
+    assert msg.startswith(f"{bad}: key 'lora': ") and repr(option) in msg and str(value) in msg, msg
+    assert words in msg, msg
+
+
+def test_lora_option_typo_suggests_the_nearest():
+    with pytest.raises(LlmrecError) as err:
+        validate({"lora": {"learning_rat": 0.1}})
+    assert "unknown lora option 'learning_rat' (did you mean 'learning_rate'?)" in _one_line(err)
+
+
+@pytest.mark.parametrize("chapters", [["04", "08"], [2, "03"], ["02_zero_shot"], ["zero_shot"],
+                                      ["lora_finetune", "08_llm"], None])
+def test_chapter_selectors_that_validate(chapters):
+    assert validate({"chapters": chapters})["chapters"] == chapters
+
+
+def test_the_declared_chapters_are_the_notebooks():
+    from llmrec.report.params import CHAPTERS
+
+    notebooks = sorted(p.stem for p in (PARAMS_DIR.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert CHAPTERS == notebooks
+
+
+@pytest.mark.parametrize("files, target, words", [
+    ((), "missing", "no such folder"),
+    ((), ".", "no MovieLens files in it (found nothing)"),
+    (("ratings.csv",), ".", "no MovieLens files in it (found ratings.csv)"),
+    (("u.data", "u.item"), "u.data", "a file, not a folder"),
+], ids=["missing", "empty", "ratings without movies", "a file"])
+def test_a_dataset_without_a_movielens_layout_fails_with_the_file(tmp_path, files, target, words):
+    for name in files:
+        (tmp_path / name).touch()
+    dataset = str(tmp_path / target) if target != "." else str(tmp_path)
+    with pytest.raises(LlmrecError) as err:
+        validate({"dataset": dataset}, source="x.yaml")
+    msg = _one_line(err)
+    assert msg.startswith(f"x.yaml: key 'dataset' is {dataset!r}: {words}"), msg
+    assert "u.data + u.item" in msg and "ratings.csv + movies.csv" in msg and "null" in msg
+
+
+@pytest.mark.parametrize("files, layout", [(("u.data", "u.item"), "ml-100k"),
+                                           (("ratings.dat", "movies.dat"), "ml-1m"),
+                                           (("ratings.csv", "movies.csv"), "ml-latest"),
+                                           (("ml.inter", "ml.item"), "recbole")])
+def test_a_dataset_folder_of_each_layout_validates(tmp_path, files, layout):
+    from llmrec.data.movielens import layout_of
+
+    for name in files:
+        (tmp_path / name).touch()
+    assert layout_of(tmp_path) == layout
+    assert validate({"dataset": str(tmp_path)})["dataset"] == str(tmp_path)
+
+
+def _no_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if "device: cuda" in p.read_text()],
+                         ids=lambda p: p.name)
+def test_a_gpu_file_loads_without_a_gpu_and_fails_when_it_would_run(monkeypatch, path):
+    """A GPU file is read and costed on a laptop (``load_params(path)``); running it there
+    (``check_hardware=True``: the runner, and every notebook's ``collect``) is one clear line."""
+    _no_cuda(monkeypatch)
+    assert load_params(path)["device"] == "cuda"
+    with pytest.raises(LlmrecError) as err:
+        load_params(path, check_hardware=True)
+    msg = _one_line(err)
+    assert msg.startswith(f"{path}: key 'device' is 'cuda' but torch") and "device: auto or cpu" in msg
+
+
+def test_the_hardware_check_passes_with_cuda_and_ignores_other_devices(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert validate({"device": "cuda"}, check_hardware=True)["device"] == "cuda"
+    _no_cuda(monkeypatch)
+    for device in ("auto", "cpu"):
+        assert validate({"device": device}, check_hardware=True)["device"] == device
+
+
+def test_collect_checks_the_device_a_notebook_would_run_on(monkeypatch):
+    from llmrec.report.params import collect
+
+    _no_cuda(monkeypatch)
+    assert collect({"params_file": "params/smoke.yaml"})["device"] != "cuda"
+    with pytest.raises(LlmrecError) as err:
+        collect({"params_file": "params/smoke.yaml", "device": "cuda"})
+    assert _one_line(err).startswith("notebook parameters: key 'device' is 'cuda'")
 
 
 def test_beam_limit_caps_beam_passes_only():

@@ -260,12 +260,29 @@ _LOADERS = {"ml-100k": _load_ml100k, "ml-1m": _load_ml1m, "ml-latest": _load_csv
             "recbole": _load_recbole}
 
 
-def detect_layout(folder: Path) -> str:
-    """The layout of a MovieLens folder (a key of :data:`LAYOUTS`), or an error listing them."""
+def layout_of(folder: str | Path) -> str | None:
+    """The layout ``folder`` holds (a key of :data:`LAYOUTS`: every file of it is there), or
+    None when it holds none of them or is not a folder. Reads names only, not the files."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return None
     for layout, files in LAYOUTS.items():
         if all(any(folder.glob(f)) if "*" in f else (folder / f).is_file() for f in files):
             return layout
-    expected = "; ".join(f"{k}: {' + '.join(v)}" for k, v in LAYOUTS.items())
+    return None
+
+
+def expected_layouts() -> str:
+    """The layouts and their files, for a message: ``ml-100k: u.data + u.item; ...``."""
+    return "; ".join(f"{k}: {' + '.join(v)}" for k, v in LAYOUTS.items())
+
+
+def detect_layout(folder: Path) -> str:
+    """The layout of a MovieLens folder (a key of :data:`LAYOUTS`), or an error listing them."""
+    layout = layout_of(folder)
+    if layout is not None:
+        return layout
+    expected = expected_layouts()
     found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
     raise LlmrecError(f"{folder}: not a MovieLens folder I know (found {found}); expected one of "
                       f"{expected}")

@@ -32,6 +32,7 @@ An ``out_dir`` holds ``checkpoints/step-XXXXXXXX/``, the final ``adapter/`` (loa
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -155,7 +156,9 @@ def config_for(profile: str = "cpu", **overrides: Any) -> TrainConfig:
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for key, value in overrides.items():
         if key not in fields:
-            raise LlmrecError(f"unknown lora option {key!r}; known options: {', '.join(fields)}")
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise LlmrecError(f"unknown lora option {key!r}{hint}; known options: {', '.join(fields)}")
         types, optional = _field_types(fields[key])
         wrong_bool = isinstance(value, bool) and bool not in types
         if not ((value is None and optional) or (isinstance(value, types) and not wrong_bool)):
@@ -170,8 +173,23 @@ def config_for(profile: str = "cpu", **overrides: Any) -> TrainConfig:
                 "validations_per_epoch"):
         if getattr(config, key) < 1:
             raise LlmrecError(f"lora option {key!r} must be at least 1, got {getattr(config, key)}")
-    if config.patience is not None and config.patience < 1:
-        raise LlmrecError(f"lora option 'patience' must be null or at least 1, got {config.patience}")
+    for key in ("patience", "max_train_records", "max_valid_records", "max_steps",
+                "save_every_steps"):
+        if getattr(config, key) is not None and getattr(config, key) < 1:
+            raise LlmrecError(f"lora option {key!r} must be null or at least 1, got {getattr(config, key)}")
+    for key in ("warmup_steps", "keep_checkpoints"):
+        least = 0 if key == "warmup_steps" else 1
+        if getattr(config, key) < least:
+            raise LlmrecError(f"lora option {key!r} must be at least {least}, got {getattr(config, key)}")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise LlmrecError(f"lora option 'learning_rate' must be a number above 0, got {config.learning_rate}")
+    for key in ("max_grad_norm", "max_loss"):  # .inf switches clipping / the loss guard off
+        if not getattr(config, key) > 0:  # NaN fails too
+            raise LlmrecError(f"lora option {key!r} must be above 0 (.inf: no limit), got {getattr(config, key)}")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise LlmrecError(f"lora option 'weight_decay' must be 0 or more, got {config.weight_decay}")
+    if not 0 <= config.dropout < 1:  # NaN fails too
+        raise LlmrecError(f"lora option 'dropout' must be in [0, 1), got {config.dropout}")
     if not config.target_modules or not all(isinstance(m, str) for m in config.target_modules):
         raise LlmrecError("lora option 'target_modules' must be a non-empty list of module names")
     return config
