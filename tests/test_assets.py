@@ -155,7 +155,208 @@ def test_unknown_asset_and_cli(fake, capsys):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("fake "))
     assert "ready" in line and str(fake["cache"] / "fake") in line
-    assert "smollm2-135m" in out and "missing" in out
+    # never fetched: not "missing", and how to fetch it
+    line = next(line for line in out.splitlines() if line.startswith("smollm2-135m "))
+    assert "not fetched yet" in line and "missing" not in line
+    assert "make report or `python -m llmrec assets fetch smollm2-135m` fetches it" in line
+    # fetched, then a file is gone: missing; a file changed: damaged
+    (fake["cache"] / "fake" / "folder" / "a.json").unlink()
+    assert assets.asset_status("fake") == "missing"
+    assets.fetch("fake")
+    (fake["cache"] / "fake" / "data.tsv").write_bytes(DATA.replace(b"1", b"7"))
+    assert assets.asset_status("fake") == "damaged"
+    assert main(["assets", "list"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fake "))
+    assert "damaged" in line and "`python -m llmrec assets fetch fake` rebuilds it" in line
+
+
+def _same_size_edit(path, offset: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] = data[offset] ^ 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_same_size_edit_is_extracted_again_with_one_notice(fake, capsys):
+    folder = assets.fetch("fake")
+    capsys.readouterr()
+    _same_size_edit(folder / "data.tsv", 30)
+    assert (folder / "data.tsv").stat().st_size == len(DATA)
+    assert not assets.is_ready("fake")
+    assert assets.fetch("fake") == folder
+    assert (folder / "data.tsv").read_bytes() == DATA
+    err = capsys.readouterr().err.strip().splitlines()
+    notices = [line for line in err if line.startswith("llmrec: ")]
+    assert len(notices) == 1 and str(folder / "data.tsv") in notices[0] and "again" in notices[0]
+    assert len(fake["calls"]) == 4  # fetched again
+
+
+def test_damaged_entry_that_cannot_be_rebuilt_names_file_and_command(fake):
+    folder = assets.fetch("fake")
+    (folder / "model.bin").write_bytes((folder / "model.bin").read_bytes()[:100])  # truncated
+    for path in fake["index"].iterdir():
+        path.unlink()  # no registry
+    with pytest.raises(LlmrecError) as err:
+        assets.fetch("fake")
+    msg = str(err.value)
+    assert str(folder / "model.bin") in msg and "`python -m llmrec assets fetch fake`" in msg
+    assert "\n" not in msg
+
+
+def test_large_files_are_hashed_when_their_mtime_moves(fake, monkeypatch, capsys):
+    """The rule of the module docstring, with every file counted as large."""
+    import os
+
+    monkeypatch.setattr(assets, "HASH_EVERY_USE", 0)
+    folder = assets.fetch("fake")
+    stamp = json.loads((folder / ".ok").read_text())
+    path = folder / "model.bin"
+    assert stamp["files"]["model.bin"]["mtime_ns"] == path.stat().st_mtime_ns
+    hashed = []
+    real = assets.sha256_file
+    monkeypatch.setattr(assets, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    assert assets.is_ready("fake") and hashed == []  # size + mtime only
+
+    # an edit that keeps the size and the mtime is not seen at use, only by `assets fetch`
+    before = path.stat()
+    _same_size_edit(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert assets.is_ready("fake")
+    assert main(["assets", "fetch", "fake"]) == 0
+    assert path.read_bytes() == PART_A + PART_B and "model.bin" in capsys.readouterr().err
+
+    # an edit that moves the mtime is hashed at use and found
+    _same_size_edit(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    hashed.clear()
+    assert not assets.is_ready("fake") and "model.bin" in hashed
+    assets.fetch("fake")
+    assert path.read_bytes() == PART_A + PART_B
+
+    # a whole file whose mtime moved (a copy) is hashed once, and its mtime recorded
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 2 * 10**9))
+    hashed.clear()
+    assert assets.is_ready("fake") and "model.bin" in hashed
+    hashed.clear()
+    assert assets.is_ready("fake") and hashed == []
+    # a stamp written before mtimes were recorded: hashed once, then fast
+    stamp = json.loads((folder / ".ok").read_text())
+    for info in stamp["files"].values():
+        del info["mtime_ns"]
+    (folder / ".ok").write_text(json.dumps(stamp))
+    assert assets.is_ready("fake") and len(hashed) == len(stamp["files"])
+    hashed.clear()
+    assert assets.is_ready("fake") and hashed == []
+
+
+@pytest.fixture()
+def movielens_cache(tmp_path, monkeypatch):
+    """The real ml-100k files and their stamp copied into a temporary cache, and a wheel
+    holding them (the cached wheel a rebuild extracts from, as if placed by hand)."""
+    real = assets.movielens_dir()  # the shared cache: only read
+    cache = tmp_path / "cache"
+    shutil.copytree(real, cache / "movielens-100k")
+    hand = cache / "wheels"
+    hand.mkdir()
+    wheel = hand / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for spec in assets.ASSETS["movielens-100k"].files:
+            z.writestr(spec.parts[0][1], (real / spec.dest).read_bytes())
+    a = assets.ASSETS["movielens-100k"]
+    monkeypatch.setitem(assets.ASSETS, "movielens-100k", Asset(
+        a.name, a.kind, a.description, (Wheel("recbole", "1.2.1", _sha(wheel.read_bytes())),),
+        files=a.files))
+    monkeypatch.setenv("LLMREC_CACHE", str(cache))
+    monkeypatch.setattr(assets, "_pip_download", lambda wheel, dest: (_ for _ in ()).throw(
+        RuntimeError("no registry in this test")))
+    return cache / "movielens-100k"
+
+
+@pytest.mark.parametrize("damage", ["same size", "truncated"])
+def test_damaged_movielens_is_extracted_again(movielens_cache, damage, capsys):
+    from llmrec.data.movielens import load_movielens
+
+    inter = movielens_cache / "ml-100k.inter"
+    text = inter.read_text()
+    if damage == "same size":  # every rating of users 1-9 moved to user 1, same byte count
+        lines = text.splitlines(keepends=True)
+        lines = [lines[0]] + [("1" + line[1:]) if line[0].isdigit() and line[1] == "\t" else line
+                              for line in lines[1:]]
+        inter.write_text("".join(lines))
+        assert inter.stat().st_size == len(text.encode())
+    else:
+        inter.write_text(text[: len(text) // 3])
+    ml = load_movielens()
+    assert ml.ratings["user_id"].nunique() == 943 and len(ml.ratings) == 100_000
+    assert inter.read_text() == text
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("llmrec: ")]
+    assert len(notices) == 1 and str(inter) in notices[0]
+
+
+def test_damaged_movielens_without_its_wheel_names_file_and_command(movielens_cache):
+    from llmrec.data.movielens import load_movielens
+
+    for path in (movielens_cache.parent / "wheels").iterdir():
+        path.unlink()
+    _same_size_edit(movielens_cache / "ml-100k.item", 50)
+    with pytest.raises(LlmrecError) as err:
+        load_movielens()
+    msg = str(err.value)
+    assert str(movielens_cache / "ml-100k.item") in msg and "\n" not in msg
+    assert "`python -m llmrec assets fetch movielens-100k`" in msg
+
+
+@pytest.fixture()
+def fake_encoder(tmp_path, monkeypatch):
+    """A temporary cache and a stand-in for MiniLM that counts what it embeds."""
+    import numpy as np
+
+    from llmrec.evaluation import matching
+
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
+    seen = []
+
+    class Encoder:
+        def encode(self, texts, **kw):
+            seen.append(len(texts))
+            rng = np.random.default_rng(len(texts))
+            emb = rng.normal(size=(len(texts), 384)).astype(np.float32)
+            return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+    monkeypatch.setattr(matching, "_sentence_model", lambda: Encoder())
+    return seen
+
+
+@pytest.mark.parametrize("damage", ["same size", "truncated", "no sha256 recorded"])
+def test_damaged_title_embeddings_are_embedded_again(fake_encoder, damage, capsys):
+    import numpy as np
+
+    from llmrec.evaluation.matching import embed_texts
+
+    titles = [f"Movie {i} (1990)" for i in range(50)]
+    first = embed_texts(titles)
+    (path,) = (assets.cache_dir() / "embeddings").glob("*.npy")
+    sidecar = path.with_name(path.name + ".sha256")
+    assert sidecar.read_text().strip() == _sha(path.read_bytes())
+    assert np.array_equal(embed_texts(titles), first) and fake_encoder == [50]  # cached
+    if damage == "same size":
+        _same_size_edit(path, path.stat().st_size - 3)  # a bit of the last float
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:  # written before the sha256 was: checked by shape and unit rows, then recorded
+        sidecar.unlink()
+        assert np.array_equal(embed_texts(titles), first) and fake_encoder == [50]
+        assert sidecar.read_text().strip() == _sha(path.read_bytes())
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0x40  # the last float's exponent: no longer a unit row
+        path.write_bytes(bytes(data))
+        sidecar.unlink()
+    capsys.readouterr()
+    assert np.array_equal(embed_texts(titles), first)
+    assert fake_encoder == [50, 50]  # embedded again
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("llmrec: ")]
+    assert len(notices) == 1 and str(path) in notices[0]
+    assert sidecar.read_text().strip() == _sha(path.read_bytes())
+    assert np.array_equal(embed_texts(titles), first) and fake_encoder == [50, 50]
 
 
 def test_registry_is_complete():

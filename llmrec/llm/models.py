@@ -8,16 +8,24 @@ local folder. The same code path loads all of them. Device and dtype are chosen 
 (CUDA when present, bfloat16 there when supported; float32 on the CPU); 8-bit and 4-bit
 loading go through bitsandbytes. The tokenizer pads on the left (a decoder-only model
 continues from the right end of the prompt) and always has a pad token.
+
+Before an embedded model's converted folder or the tiny model is loaded, its files are
+checked against the sha256 recorded when they were written (the rule of
+:mod:`llmrec.data.assets`: small files at every load, the large weights file when its size
+or mtime changed); a damaged folder is rebuilt (converted again, built again) with one
+notice line. A folder that still does not load is one :class:`LlmrecError` line naming the
+folder and the fix, never a library traceback.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from llmrec.data.assets import model_dir
+from llmrec.data.assets import STAMP, check_folder, model_dir, notice, rebuild_command, write_stamp
 from llmrec.data.movielens import load_movielens
 from llmrec.errors import LlmrecError
 from llmrec.llm.tiny_model import TINY_NAME, save_tiny
@@ -60,15 +68,33 @@ def known_models() -> list[str]:
 
 
 def tiny_model_path() -> Path:
-    """``cache_dir()/models/tiny-llama``, built once (tokenizer trained on ml-100k titles if present)."""
+    """``cache_dir()/models/tiny-llama``, built once (tokenizer trained on ml-100k titles if
+    present) and stamped with each file's sha256 (:func:`llmrec.data.assets.write_stamp`).
+
+    Every use checks the folder against its stamp (its files are small: all hashed, a few
+    ms); a damaged or unstamped folder is built again, with one notice line, beside the old
+    one and swapped in (the build is deterministic: same titles, same seed)."""
     folder = cache_dir() / "models" / TINY_NAME
-    if not (folder / "config.json").is_file():
+    bad = check_folder(folder)
+    if bad == []:
+        return folder
+    if bad is not None or folder.exists():
+        what = f"{folder / bad[0]} differs from its recorded sha256" if bad else f"{folder} has no {STAMP} stamp"
+        notice(f"{what}; building the tiny test model again")
+    texts = None
+    try:
+        texts = load_movielens().movies["display_title"].tolist()
+    except Exception:  # noqa: BLE001 - no data yet: the built-in sample titles do
         texts = None
-        try:
-            texts = load_movielens().movies["display_title"].tolist()
-        except Exception:  # noqa: BLE001 - no data yet: the built-in sample titles do
-            texts = None
-        save_tiny(folder, texts=texts)
+    building = folder.with_name(f".{TINY_NAME}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    save_tiny(building, texts=texts)
+    write_stamp(building, {"asset": TINY_NAME, "source": "llmrec.llm.tiny_model.save_tiny"})
+    old = folder.with_name(f".{TINY_NAME}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(building, folder)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
@@ -156,6 +182,15 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
+def _folder_fix(name: str) -> str:
+    """What to do about a model folder that does not load."""
+    if name in EMBEDDED_MODELS:
+        return f"rebuild it with {rebuild_command(name)}"
+    if name == TINY_NAME:
+        return "it passed its sha256 check, so this is a bug: report it"
+    return "check that it is complete, or write it again with save_pretrained"
+
+
 def load_model(
     name_or_path: str | Path,
     dtype: str = "auto",
@@ -181,9 +216,13 @@ def load_model(
     try:
         tokenizer = load_tokenizer(source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as err:
+    except Exception as err:  # noqa: BLE001 - a damaged folder raises many kinds (SafetensorError, ...)
         if Path(source).is_dir():
-            raise LlmrecError(f"could not load model from {source}: {str(err).splitlines()[0]}") from None
+            raise LlmrecError(f"could not load the model in {source} ({type(err).__name__}: "
+                              f"{(str(err).strip().splitlines() or [''])[0]}); "
+                              f"{_folder_fix(str(name_or_path))}") from None
+        if not isinstance(err, OSError):
+            raise
         raise LlmrecError(
             f"could not load {source!r}: its weights are not in the local cache and the "
             f"Hugging Face hub cannot be reached or has no such id (a parameter file's check "

@@ -144,13 +144,28 @@ def write_results(df: pd.DataFrame, out_dir: str | Path | None = None,
     return {"csv": csv_path, "md": md_path}
 
 
+def _read_predictions(path: Path, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The predictions file's rows, or one line naming the file and the chapter to rerun
+    when it is damaged (truncated gzip, broken JSON, bad bytes)."""
+    import zlib
+
+    try:
+        return read_jsonl(path)
+    except (EOFError, OSError, zlib.error, ValueError) as err:  # BadGzipFile is an OSError
+        what = str(err).strip().splitlines()[0] if str(err).strip() else "it ends early"
+        raise LlmrecError(f"predictions file {path} is damaged ({type(err).__name__}: {what}); rerun "
+                          f"the chapter that wrote it (run {row.get('run', '?')}: `python -m llmrec "
+                          f"report PARAMS --chapters NN --no-resume`)") from None
+
+
 def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
               item_popularity: Mapping[int, float] | None = None, n_boot: int = 1000,
               seed: int = 0) -> dict[str, Any]:
     """Re-score the predictions file a results row points to; return the metrics dict.
 
     K values are read from the row's ``map_at_K`` columns; ``catalog_size`` from the row when
-    it has one (for coverage). Novelty needs the training likes' ``item_popularity``."""
+    it has one (for coverage). Novelty needs the training likes' ``item_popularity``. A
+    missing or damaged predictions file is one :class:`LlmrecError` line naming it."""
     path = Path(str(row["predictions"]))
     if not path.is_absolute():
         path = repo_root() / path
@@ -159,39 +174,66 @@ def recompute(row: Mapping[str, Any], catalog_size: int | None = None,
     ks = sorted(int(c[len("map_at_"):]) for c in row
                 if c.startswith("map_at_") and c[len("map_at_"):].isdigit())
     size = catalog_size
-    if size is None and row.get("catalog_size") is not None and not pd.isna(row["catalog_size"]):
-        size = int(row["catalog_size"])
-    return score(read_jsonl(path), k_values=tuple(ks) or (4, 10), catalog_size=size,
+    if size is None and _number(row.get("catalog_size")) is not None:
+        size = int(_number(row["catalog_size"]))
+    return score(_read_predictions(path, row), k_values=tuple(ks) or (4, 10), catalog_size=size,
                  item_popularity=item_popularity, n_boot=n_boot, seed=seed)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite-or-infinite float when it is a number (or a string holding one),
+    else None (None, NaN, an empty cell, ``abc``, a bool)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 def verify_table(table: pd.DataFrame, abs_tol: float = 1e-9) -> pd.DataFrame:
     """Recompute every row of a results table from its predictions file.
 
     Returns one row per table row: ``system``, ``setting``, ``split``, ``compared`` (how
-    many metrics were recomputed) and ``mismatches`` (``"key: table vs recomputed"``, empty
-    when every number agrees). Metrics a recomputation cannot know (novelty, which needs the
-    training popularity) are skipped, not counted."""
+    many of its cells were checked) and ``mismatches`` (``"key: table vs recomputed"``,
+    empty when every number agrees). Guaranteed: every cell of every metric the
+    recomputation gives a number for is compared, whatever the column's type; a cell that
+    is not a number there (empty, ``abc``) is a mismatch naming its column. A row whose
+    predictions file is missing or damaged is a mismatch naming the file and the fix, and
+    the other rows are still checked. Metrics a recomputation cannot know (novelty, which
+    needs the training popularity) are skipped, not counted. ``attrs["compared"]`` is the
+    total of ``compared``."""
     out = []
     table = table[~is_published(table)]  # quoted from a publication: nothing to recompute
     for row in tqdm(table.to_dict("records"), desc="verify", unit="row", leave=False):
         compared, bad = 0, []
-        for key, value in dict(recompute(row)).items():
-            mine = row.get(key)
-            if (mine is None or isinstance(value, bool) or not isinstance(value, (int, float))
-                    or isinstance(mine, str) or (isinstance(mine, float) and math.isnan(mine))
-                    or (isinstance(value, float) and math.isnan(value))):
+        try:
+            recomputed = dict(recompute(row))
+        except LlmrecError as err:
+            recomputed, bad = {}, [f"not recomputed: {err}"]
+        for key, value in recomputed.items():
+            want = _number(value)
+            if want is None:
                 continue
             compared += 1
-            if abs(float(value) - float(mine)) > abs_tol:
-                bad.append(f"{key}: {mine} vs {value}")
+            mine = _number(row.get(key))
+            if mine is None:
+                bad.append(f"{key}: {row.get(key)!r} is not a number (recomputed {value})")
+            elif abs(want - mine) > abs_tol:
+                bad.append(f"{key}: {row.get(key)} vs {value}")
         out.append({"system": row["system"], "setting": row["setting"], "split": row["split"],
                     "compared": compared, "mismatches": "; ".join(bad)})
-    return pd.DataFrame(out)
+    report = pd.DataFrame(out, columns=["system", "setting", "split", "compared", "mismatches"])
+    report.attrs["compared"] = int(report["compared"].sum())
+    return report
 
 
 def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.DataFrame:
-    """:func:`verify_table` on a results table file (default ``reports/results.csv``)."""
+    """:func:`verify_table` on a results table file (default ``reports/results.csv``): every
+    metric cell the recomputation gives a number for is compared (``attrs["compared"]``
+    says how many in all), a non-number cell or an unreadable predictions file is a
+    disagreement of its row."""
     path = Path(csv_path) if csv_path is not None else reports_dir() / "results.csv"
     if not path.is_file():
         raise LlmrecError(f"no results table at {path}; run `python -m llmrec report` first")
