@@ -7,9 +7,9 @@ import pytest
 from llmrec.errors import LlmrecError
 from llmrec.paths import repo_root
 from llmrec.report.bench_report import (
-    PAGES,
     BLOCK,
     COLUMNS,
+    PAGES,
     QUICK_BLOCK,
     bench_block,
     machine,

@@ -43,7 +43,7 @@ def lora_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cli_train(args: Any) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, check_hardware=True)
     profile = args.profile or params["profile"]
     lora = lora_overrides(params) if args.profile else params["lora"]
     config = config_for(profile, seed=params["seed"], quantization=params["quantization"], **lora)
@@ -95,7 +95,7 @@ def add_curve_cli(subparsers: Any) -> None:
 
 
 def _cli_curve(args: Any) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, check_hardware=True)
     split = args.split or params["splits"][0]
     ml = load_movielens(params["dataset"])
     parts = split_records(build_records(ml.ratings), split, seed=params["seed"])
