@@ -61,3 +61,15 @@ BASELINE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 }
 #: Profiles whose numbers are a preview (a code check, a notebook's own run), never the report's.
 PREVIEW_PROFILES = ("smoke", "quick")
+#: Chapter 9's choices per profile: the item texts encoded (``title``, ``genres``: each a pass
+#: of the model over the catalog, about 2 to 5 minutes on one busy core for the embedded
+#: models), and the well-known movies whose nearest neighbours the chapter shows. Every
+#: system of the chapter scores every test record, and every choice is made on every
+#: validation record.
+ENCODERS: dict[str, dict[str, Any]] = {
+    "smoke": {"variants": ["title"], "neighbours": 2},
+    "quick": {"variants": ["title"], "neighbours": 3},
+    "cpu": {"variants": ["title"], "neighbours": 5},
+    "long": {"variants": ["title", "genres"], "neighbours": 5},
+    "full": {"variants": ["title", "genres"], "neighbours": 5},
+}

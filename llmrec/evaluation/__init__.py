@@ -2,7 +2,8 @@
 
 ``matching`` maps a generated title to catalog items; ``failures`` names what went wrong in
 generated text; ``metrics`` scores ranked lists (MAP@K and the rest, bootstrap intervals);
-``comparison`` pairs systems on the records they share; ``weights`` chooses a mixing weight
+``comparison`` pairs systems on the records they share; ``slices`` measures them on cold
+and long-tail items, cold users, and their lists' quality; ``weights`` chooses a mixing weight
 on validation records; ``spine`` is the one path every system takes: predictions ->
 failures -> metrics -> the run's files. It needs only a system's ``predict`` (the
 :class:`~llmrec.evaluation.spine.System` protocol), not the recommenders themselves.
@@ -12,9 +13,11 @@ from llmrec.evaluation.comparison import paired_table
 from llmrec.evaluation.failures import failure_examples, failure_frame, year_counts
 from llmrec.evaluation.matching import Catalog, get_matcher
 from llmrec.evaluation.metrics import bootstrap_ci, paired_bootstrap, score
+from llmrec.evaluation.slices import item_slices, list_quality, training_windows, user_slices
 from llmrec.evaluation.spine import Task, evaluate, evaluate_and_save
 
 __all__ = [
     "Catalog", "Task", "bootstrap_ci", "evaluate", "evaluate_and_save", "failure_examples",
-    "failure_frame", "get_matcher", "paired_bootstrap", "paired_table", "score", "year_counts",
+    "failure_frame", "get_matcher", "item_slices", "list_quality", "paired_bootstrap", "paired_table", "score",
+    "training_windows", "user_slices", "year_counts",
 ]

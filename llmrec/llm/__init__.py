@@ -2,12 +2,14 @@
 
 ``models`` loads a model and its tokenizer (embedded name, Hugging Face id or folder);
 ``prompts`` and ``prompt_variants`` write what a model sees; ``decoding``, ``heads`` and
-``tokens`` generate and score text; ``parsing`` turns a completion into titles; ``train``
+``tokens`` generate and score text; ``parsing`` turns a completion into titles; ``embeddings`` pools hidden states into item
+vectors; ``train``
 fine-tunes a LoRA adapter and ``learning_curve`` trains one per sample size. It reads data
 from :mod:`llmrec.data` and knows nothing of recommenders or of the report.
 """
 
 from llmrec.llm.decoding import PRESETS, generate
+from llmrec.llm.embeddings import VARIANTS, candidate_layers, item_embeddings, item_texts, nearest
 from llmrec.llm.learning_curve import (
     CURVES,
     curve_table,
@@ -31,9 +33,9 @@ from llmrec.llm.train import (
 )
 
 __all__ = [
-    "CURVES", "PRESETS", "PROFILES", "blog_examples", "build_prompts", "config_for",
-    "curve_table", "default_out_dir", "generate", "history_frame", "label", "load_model",
-    "load_tokenizer", "load_tuned", "parse_completion", "point_rows", "resolve_model",
+    "CURVES", "PRESETS", "PROFILES", "VARIANTS", "candidate_layers", "blog_examples", "build_prompts", "config_for",
+    "curve_table", "default_out_dir", "generate", "history_frame", "item_embeddings", "item_texts", "label", "load_model",
+    "load_tokenizer", "load_tuned", "nearest", "parse_completion", "point_rows", "resolve_model",
     "setting_for", "shots_from_records", "train_curve", "train_lora", "training_pairs",
     "with_n_inputs",
 ]

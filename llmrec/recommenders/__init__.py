@@ -5,7 +5,8 @@ of systems fitted on training records; ``baselines`` (random, popularity, item-k
 ALS) and ``strong_baselines`` (RecBole's EASE and SASRec); ``generation`` (free generation),
 ``constrained`` (catalog-constrained decoding, with a collaborative prior), ``rerank``
 (an LLM reorders a retriever's list), ``ranker`` (LlamaRec's trained letter ranker) and
-``fusion`` (retriever scores plus the ranker's). Importing the room registers every family,
+``fusion`` (retriever scores plus the ranker's), ``encoder`` (similarity search on item
+vectors, and its fusion with a collaborative baseline). Importing the room registers every family,
 so :func:`build` knows each name.
 """
 
@@ -19,6 +20,7 @@ from llmrec.recommenders.constrained import (
     choose_prior_weight,
     constrained_generate,
 )
+from llmrec.recommenders.encoder import FUSION_WEIGHTS, ScoreFusion, Similarity, tuned_fusion
 from llmrec.recommenders.fitted import Baseline
 from llmrec.recommenders.fusion import Fusion, llm_changes
 from llmrec.recommenders.generation import FreeGeneration, example_outputs
@@ -36,13 +38,13 @@ from llmrec.recommenders.ranker import (
     train_ranker,
 )
 from llmrec.recommenders.rerank import Rerank
-from llmrec.recommenders.strong_baselines import validation_map
+from llmrec.recommenders.strong_baselines import SasrecBaseline, validation_map
 
 __all__ = [
-    "BASELINES", "PRIOR_WEIGHTS", "REGISTRY", "Baseline", "CatalogTrie", "ConstrainedGeneration",
-    "FreeGeneration", "Fusion", "LetterOrder", "Recommender", "Rerank", "TrainedRanker", "build",
+    "BASELINES", "FUSION_WEIGHTS", "PRIOR_WEIGHTS", "REGISTRY", "Baseline", "CatalogTrie", "ConstrainedGeneration",
+    "FreeGeneration", "Fusion", "LetterOrder", "Recommender", "Rerank", "SasrecBaseline", "ScoreFusion", "Similarity", "TrainedRanker", "build",
     "chance_loss", "choose_prior_weight", "constrained_generate", "example_outputs",
     "first_picks", "fit_baseline", "listing_lengths", "llm_changes", "ranked_predictions",
     "ranker_config", "recall_at", "register", "scores_file", "setting_suffix", "stats_frame",
-    "train_ranker", "validation_map",
+    "train_ranker", "tuned_fusion", "validation_map",
 ]

@@ -29,7 +29,9 @@ import scipy.sparse as sp
 
 from llmrec.errors import LlmrecError
 from llmrec.evaluation.matching import embed_texts
+from llmrec.llm.embeddings import item_texts
 from llmrec.recommenders.base import build, register
+from llmrec.recommenders.encoder import Similarity
 from llmrec.recommenders.fitted import Baseline, train_matrix
 
 BASELINES = ["random", "popularity", "item_knn", "content", "als", "ease", "sasrec"]
@@ -65,19 +67,15 @@ class ItemKnnBaseline(Baseline):
 
 
 @register("content")
-class ContentBaseline(Baseline):
-    def fit(self, train_records, movies):
-        ids = np.sort(self.item_ids)  # a fixed order, so the cached embeddings are reused
-        frame = movies.set_index("item_id").loc[ids]
-        texts = [f"{t} {', '.join(g)}" for t, g in zip(frame["display_title"], frame["genres"],
-                                                       strict=True)]
-        emb = embed_texts(texts, cache=True).astype(np.float64)
-        self.emb = emb[np.searchsorted(ids, self.item_ids)]
+class ContentBaseline(Similarity):
+    """Similarity search on all-MiniLM-L6-v2's vectors of ``Title (Year) genre, genre``."""
 
-    def scores(self, inputs, input_lists):
-        mean = inputs @ self.emb
-        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-        return mean @ self.emb.T
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, center=False, **kwargs)
+
+    def item_vectors(self, movies):
+        ids, texts = item_texts(movies, "genres")
+        return embed_texts(texts, cache=True).astype(np.float64), ids
 
 
 @register("als")

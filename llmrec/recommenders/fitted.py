@@ -26,16 +26,20 @@ class Baseline(Recommender):
     """Scores every catalog item for a batch of input lists; ``recommend`` ranks them.
 
     As a :class:`~llmrec.recommenders.base.Recommender` its ``system`` is its name, its setting
-    ``baseline``, and :meth:`predict` gives each record's top ``k`` (10) items. A baseline
-    that makes a choice makes it on ``valid_records`` (the split's validation part)."""
+    ``baseline`` (unless ``system`` and ``setting`` name a variant: an LLM's item vectors in
+    a baseline's place), and :meth:`predict` gives each record's top ``k`` (10) items. A
+    baseline that makes a choice makes it on ``valid_records`` (the split's validation part)."""
 
     setting = "baseline"
 
     def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0,
-                 k: int = 10, valid_records: pd.DataFrame | None = None):
+                 k: int = 10, valid_records: pd.DataFrame | None = None, *,
+                 system: str | None = None, setting: str | None = None):
         if len(train_records) == 0:
             raise LlmrecError(f"baseline {self.kind!r} needs training records; the split is empty")
-        self.system = self.name = self.kind
+        self.name = self.kind
+        self.system = system or self.kind
+        self.setting = setting or type(self).setting
         self.seed, self.k, self.valid_records = seed, k, valid_records
         start = time.perf_counter()
         pop = item_popularity(train_records)

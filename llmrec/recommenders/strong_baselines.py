@@ -108,12 +108,13 @@ class _Tuned(Baseline):
     choice = ""
 
     def __init__(self, train_records: pd.DataFrame, movies: pd.DataFrame, seed: int = 0,
-                 k: int = 10, valid_records: pd.DataFrame | None = None, fixed: Any = None):
+                 k: int = 10, valid_records: pd.DataFrame | None = None, fixed: Any = None,
+                 **names: Any):
         if fixed is None and (valid_records is None or len(valid_records) == 0):
             raise LlmrecError(f"{self.kind} chooses its {self.choice} on validation records; "
                               f"pass valid_records (the split's 'valid' part) or fix it")
         self.fixed, self.valid_map = fixed, None
-        super().__init__(train_records, movies, seed, k, valid_records)
+        super().__init__(train_records, movies, seed, k, valid_records, **names)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "valid_map_at_4": self.valid_map}
@@ -171,9 +172,14 @@ class SasrecBaseline(_Tuned):
     #: positions: a record's 10 items give 9 (item -> next item) steps
     max_length = WINDOW - 1
 
-    def __init__(self, *args: Any, epochs: int | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, epochs: int | None = None,
+                 item_init: tuple[np.ndarray, np.ndarray] | None = None,
+                 shuffle_init: bool = False, **kwargs: Any):
         if epochs is not None and epochs < 1:
             raise LlmrecError(f"sasrec needs at least one epoch, got {epochs}")
+        if shuffle_init and item_init is None:
+            raise LlmrecError("shuffle_init shuffles item_init's vectors; pass item_init too")
+        self.item_init, self.shuffle_init = item_init, shuffle_init
         super().__init__(*args, fixed=epochs, **kwargs)
 
     # -- sequences: catalog columns + 1 (RecBole keeps 0 for padding), right-padded
@@ -199,6 +205,13 @@ class SasrecBaseline(_Tuned):
             torch.manual_seed(self.seed)
             config = _Config(MAX_ITEM_LIST_LENGTH=self.max_length, **self.network)
             self.model = recbole_model("SASRec")(config, _Dataset(len(self.item_ids) + 1))
+            if self.item_init is not None:
+                table = initial_item_table(*self.item_init, self.item_ids,
+                                           self.network["hidden_size"],
+                                           self.network["initializer_range"],
+                                           shuffle_seed=self.seed if self.shuffle_init else None)
+                with torch.no_grad():
+                    self.model.item_embedding.weight[1:] = torch.from_numpy(table)
             self._train(seq, lengths, nxt)
 
     def _train(self, seq, lengths, nxt) -> None:
@@ -254,4 +267,30 @@ class SasrecBaseline(_Tuned):
         return out
 
     def settings(self):
-        return {**super().settings(), "epochs": self.epochs, "epochs_run": self.epochs_run}
+        init = "random" if self.item_init is None else (
+            "item vectors, shuffled across items" if self.shuffle_init else "item vectors")
+        return {**super().settings(), "epochs": self.epochs, "epochs_run": self.epochs_run,
+                "item_init": init}
+
+
+def initial_item_table(vectors: np.ndarray, vector_ids: np.ndarray, item_ids: np.ndarray,
+                       dim: int, scale: float, shuffle_seed: int | None = None) -> np.ndarray:
+    """SASRec's item table initialised from item vectors (Harte et al. 2023): the vectors of
+    ``item_ids`` (in that order) reduced to ``dim`` columns by PCA, scaled to the standard
+    deviation ``scale`` of the random initialisation they replace. ``shuffle_seed`` permutes
+    the rows across items (seeded): the same numbers with the text's meaning removed, the
+    control that tells the text's contribution from the scale's."""
+    pos = {int(i): r for r, i in enumerate(vector_ids)}
+    missing = [int(i) for i in item_ids if int(i) not in pos]
+    if missing:
+        raise LlmrecError(f"no item vector for catalog item {missing[0]}; encode every catalog item")
+    v = np.asarray(vectors, dtype=np.float64)[[pos[int(i)] for i in item_ids]]
+    v = v - v.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(v, full_matrices=False)
+    reduced = u[:, :dim] * s[:dim]
+    if reduced.shape[1] < dim:  # fewer dimensions than the table: pad with zeros
+        reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
+    reduced *= scale / max(float(reduced.std()), 1e-12)
+    if shuffle_seed is not None:
+        reduced = reduced[np.random.default_rng(shuffle_seed).permutation(len(reduced))]
+    return reduced.astype(np.float32)

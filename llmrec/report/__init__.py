@@ -11,6 +11,7 @@ first; ``published`` holds the blog's own numbers; ``costs`` estimates a GPU run
 from llmrec.report.chapter import Chapter
 from llmrec.report.params import (
     BASELINE_OPTIONS,
+    ENCODERS,
     PREVIEW_PROFILES,
     RANKING,
     SIZES,
@@ -20,6 +21,6 @@ from llmrec.report.params import (
 )
 
 __all__ = [
-    "BASELINE_OPTIONS", "PREVIEW_PROFILES", "RANKING", "SIZES", "SWEEPS", "Chapter",
+    "BASELINE_OPTIONS", "ENCODERS", "PREVIEW_PROFILES", "RANKING", "SIZES", "SWEEPS", "Chapter",
     "load_params", "records_for",
 ]

@@ -362,3 +362,44 @@ def summary_figures(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def slice_intervals(table: pd.DataFrame, metric: str, title: str, metric_label: str):
+    """One panel per bucket (``bucket`` column), each system's ``metric`` with its 95%
+    interval (``<metric>_low``/``_high``), the bucket's record or target count in its title.
+
+    A system with no hit at all in a bucket is drawn as a dotted bar up to the rule-of-three
+    bound on its ``n_records`` (a degenerate [0, 0] interval says less than that)."""
+    plt, sns = _pyplot()
+    buckets = list(dict.fromkeys(table["bucket"]))
+    systems = list(dict.fromkeys(table["system"]))
+    fig, axes = plt.subplots(1, len(buckets), figsize=(3.6 * len(buckets) + 2.4,
+                                                        1.4 + 0.38 * len(systems)),
+                             sharey=True, squeeze=False)
+    colour = sns.color_palette()[0]
+    right = 0.0
+    for ax, b in zip(axes[0], buckets, strict=True):
+        part = table[table["bucket"] == b].set_index("system")
+        for y, name in enumerate(systems):
+            if name not in part.index:
+                continue
+            r = part.loc[name]
+            if r[f"{metric}_high"] > 0:
+                ax.errorbar(r[metric], y, xerr=[[r[metric] - r[f"{metric}_low"]],
+                                                [r[f"{metric}_high"] - r[metric]]],
+                            fmt="o", capsize=3, color=colour)
+                right = max(right, r[f"{metric}_high"])
+            else:
+                right = max(right, _zero_hit_bar(ax, 0, int(r["n_records"]), colour))
+                ax.plot([0], [y], "o", mfc="white", color=colour)
+        count = (f"{int(part['n_targets'].max())} targets" if "n_targets" in part
+                 else f"n={int(part['n_records'].max())}")
+        ax.set_title(f"{b} ({count})", fontsize=10)
+        ax.set_xlabel(metric_label)
+    axes[0][0].set_yticks(range(len(systems)), systems)
+    for ax in axes[0]:
+        ax.set_xlim(0, max(right * 1.15, 1e-3))
+    axes[0][0].invert_yaxis()  # the first system on top (the axes share it)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -93,6 +93,19 @@ SETTINGS = {
     "<llm>/constrained-greedy+R-prior": "constrained greedy decoding of the tuned model with "
                                         "retriever R's scores as a prior over titles, its weight "
                                         "chosen on validation records (chapter 8)",
+    "encoder/similarity": "similarity search on the LLM's item vectors: the catalog items "
+                          "nearest (cosine) the mean vector of the six liked movies; the text "
+                          "(title or title with genres), layer and pooling chosen on validation "
+                          "records (chapter 9)",
+    "encoder/similarity-title (system minilm)": "the same search on the sentence encoder's "
+                                                "vectors of the titles alone (`content` is it "
+                                                "on titles with genres)",
+    "encoder/fused-R": "baseline R's standardised scores + w x the similarity's, w chosen on "
+                       "validation records (0: R's own list; chapter 9)",
+    "encoder/sasrec-init, sasrec-init-shuffled": "SASRec with its item table started from the "
+                                                 "LLM's item vectors (PCA to its 64 dimensions), "
+                                                 "and from the same vectors shuffled across "
+                                                 "items: the control for the text (chapter 9)",
     "published": "the blog's own MAP@K as published: its split, K and matching; not recomputed",
 }
 
