@@ -2,7 +2,8 @@
 
 Each module with commands exposes ``add_cli(subparsers)``, registering its sub-commands
 and setting ``func`` (called with the parsed namespace, returns an exit code or None).
-A :class:`~llmrec.errors.LlmrecError` becomes a one-line ``error: ...`` and exit code 2.
+A :class:`~llmrec.errors.LlmrecError` becomes a one-line ``error: ...`` and exit code 2;
+Ctrl-C one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: what was written so far is kept; rerun to resume", file=sys.stderr)
+        # the report's runner has ended its kernels by now (llmrec.report.runner.stop_kernels)
+        print("interrupted: completed chapters are kept; rerun the same command to resume",
+              file=sys.stderr)
         return 130
     return int(code or 0)

@@ -64,7 +64,7 @@ def fake_chapters(tmp_path):
     _notebook(folder / "01_data.ipynb", 'print("data chapter for", P["name"])')
     _notebook(folder / "02_zero_shot.ipynb",
               _writer(0, 'P["name"]', "zero-shot/greedy", "02"))
-    _notebook(folder / "03_boom.ipynb",
+    _notebook(folder / "03_few_shot.ipynb",
               _writer(1, 'P["name"]', "boom/greedy", "03")
               + '\nraise ValueError("boom on purpose")\n')
     _notebook(folder / "05_baselines.ipynb",
@@ -97,6 +97,35 @@ def test_chapter_selection():
     chosen, missing = select_chapters(paths, None)
     assert len(chosen) == 3 and "01_data" not in missing
     assert {"05_baselines", "08_llm_with_cf"} <= set(missing)
+
+
+@pytest.mark.parametrize("wrong", ["99", "zero_shto", "09"])
+def test_a_chapter_that_does_not_exist_is_an_error_before_any_work(tmp_path, fake_chapters, wrong):
+    folder, files = fake_chapters
+    with pytest.raises(LlmrecError, match=f"no chapter '{wrong}'.*01_data"):
+        run_report(files, out_root=tmp_path / "runs", reports_out=tmp_path / "reports",
+                   notebooks_dir=folder, chapters=["02", wrong])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_stray_numbered_notebook_is_not_a_chapter(tmp_path, fake_chapters, capsys):
+    """A scratch copy ``02_try.ipynb`` beside the chapters is neither run, nor published, nor
+    selected by ``--chapters 02``; one line says it is ignored."""
+    folder, files = fake_chapters
+    _notebook(folder / "02_try.ipynb", _writer(3, 'P["name"]', "zero-shot/greedy", "02"))
+    assert [p.stem for p in notebooks_in(folder)] == ["01_data", "02_zero_shot", "03_few_shot",
+                                                      "05_baselines"]
+    summary = run_report(files[:1], out_root=tmp_path / "runs", reports_out=tmp_path / "reports",
+                         notebooks_dir=folder, chapters=["02"])
+    assert [(c["run"], c["chapter"], c["status"]) for c in summary["chapters"]] == [
+        ("a", "02_zero_shot", "ok")]
+    assert "ignored: 02_try.ipynb is not a chapter" in capsys.readouterr().out
+    assert not list((tmp_path / "runs").rglob("02_try*"))
+    assert not list((tmp_path / "reports").rglob("02_try*"))
+    table = pd.read_csv(tmp_path / "reports" / "results.csv")
+    row = table[(table["system"] == "a") & (table["setting"] == "zero-shot/greedy")]
+    assert len(row) == 1
+    _assert_recomputes(row)  # chapter 02's own predictions (shift 0), not the stray's
 
 
 def test_the_expected_chapters_are_the_notebooks():
@@ -132,18 +161,21 @@ def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapt
     status = {(c["run"], c["chapter"]): c for c in summary["chapters"]}
     assert len(status) == 6  # 2 common + 2 x 2 per model
     failed = {(c["run"], c["chapter"]) for c in summary["failed"]}
-    assert failed == {("a", "03_boom"), ("b", "03_boom")}
-    assert "ValueError: boom on purpose" in status[("a", "03_boom")]["error"]
+    assert failed == {("a", "03_few_shot"), ("b", "03_few_shot")}
+    assert "ValueError: boom on purpose" in status[("a", "03_few_shot")]["error"]
     assert all(c["status"] == "ok" for k, c in status.items() if k not in failed)
     # run folders: executed notebooks, figures, run.json with per-notebook wall time
     assert (out / "a" / "notebooks" / "02_zero_shot.ipynb").is_file()
-    assert (out / "a" / "notebooks" / "03_boom.ipynb").is_file()  # kept, with the error in it
+    # the failed chapter's notebook is kept, with the error in it, under a name of its own
+    assert (out / "a" / "notebooks" / "03_few_shot.failed.ipynb").is_file()
+    assert not (out / "a" / "notebooks" / "03_few_shot.ipynb").exists()
+    assert not (out / "a" / "notebooks" / ".03_few_shot.done.json").exists()
     from llmrec.artifacts import read_json
 
     info = read_json(out / "a" / "run.json")
     assert info["notebooks"]["02_zero_shot"]["status"] == "ok"
     assert info["notebooks"]["02_zero_shot"]["seconds"] > 0
-    assert info["notebooks"]["03_boom"]["status"] == "failed"
+    assert info["notebooks"]["03_few_shot"]["status"] == "failed"
     assert info["params"]["name"] == "a" and info["versions"]["papermill"]
     # the table: completed chapters only (boom wrote a system before raising: not in it), and
     # the blog's published rows, quoted
@@ -167,7 +199,7 @@ def test_failure_is_reported_others_go_on_and_rerun_resumes(tmp_path, fake_chapt
     again = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder)
     st = {(c["run"], c["chapter"]): c["status"] for c in again["chapters"]}
     assert st[("a", "02_zero_shot")] == st[("common-ml-100k-smoke", "01_data")] == "skipped"
-    assert st[("a", "03_boom")] == "failed"
+    assert st[("a", "03_few_shot")] == "failed"
     assert len(pd.read_csv(reports / "results.csv")) == 3 + 5  # and the blog's five
     # a changed parameter reruns what depends on it
     files[0].write_text(files[0].read_text() + "seed: 1\n")
@@ -183,14 +215,23 @@ def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_ch
     import os
 
     folder, files = fake_chapters
-    _notebook(folder / "04_threads.ipynb",
-              'import os\nfrom pathlib import Path\nfrom llmrec.side_by_side import wait_for_common\n'
+    # chain a's last chapter waits (reading the share file, as running kernels do) until
+    # chain b has ended: the order is fixed, not left to which chain happens to be faster
+    _notebook(folder / "04_lora_finetune.ipynb",
+              'import os, time\nfrom pathlib import Path\nfrom llmrec.side_by_side import wait_for_common\n'
               'common = Path(P["run_dir"]).parent / "common-ml-100k-smoke"\n'
               'wait_for_common(common, poll=0.05)\n'
               'from llmrec.artifacts import system_dir\n'
               'found = (system_dir(common, "popularity", "baseline", "temporal") / "metrics.json").is_file()\n'
               '(Path(P["run_dir"]) / "baselines.txt").write_text(str(found))\n'
-              '(Path(P["run_dir"]) / "threads.txt").write_text(os.environ.get("LLMREC_THREADS", "unset"))')
+              'threads = os.environ.get("LLMREC_THREADS", "unset")\n'
+              'if P["name"] == "a":\n'
+              '    share, cores = Path(os.environ["LLMREC_THREADS_FILE"]), str(os.cpu_count() or 1)\n'
+              '    deadline = time.monotonic() + 120\n'
+              '    while share.read_text().strip() != cores and time.monotonic() < deadline:\n'
+              '        time.sleep(0.05)\n'
+              '    threads = share.read_text().strip()\n'
+              '(Path(P["run_dir"]) / "threads.txt").write_text(threads)')
     monkeypatch.delenv("LLMREC_THREADS", raising=False)
     out, reports = tmp_path / "runs", tmp_path / "reports"
     summary = run_report(files, out_root=out, reports_out=reports, notebooks_dir=folder, jobs=2)
@@ -201,9 +242,9 @@ def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_ch
     assert (out / "a" / "baselines.txt").read_text() == "True" == (out / "b" / "baselines.txt").read_text()
     assert not (out / "common-ml-100k-smoke" / ".running.json").exists()  # the mark is gone
     assert not (out / ".threads").exists() and "LLMREC_THREADS_FILE" not in os.environ
-    assert {(c["run"], c["chapter"]) for c in summary["failed"]} == {("a", "03_boom"), ("b", "03_boom")}
-    # b's last chapter waited for the baselines, so b ends while a still runs its own three:
-    # b's kernels had half the cores, a's last chapter all of them
+    assert {(c["run"], c["chapter"]) for c in summary["failed"]} == {("a", "03_few_shot"), ("b", "03_few_shot")}
+    # b's last kernel started while a still ran (a's last chapter waits for b to end): it
+    # inherited half the cores; once b ended, a's running kernel was handed all of them
     assert (out / "b" / "threads.txt").read_text() == str(max(1, (os.cpu_count() or 1) // 2))
     assert (out / "a" / "threads.txt").read_text() == str(os.cpu_count() or 1)
     table = pd.read_csv(reports / "results.csv")
@@ -218,7 +259,7 @@ def test_jobs_run_models_side_by_side_with_the_common_chapters(tmp_path, fake_ch
     assert "**On every test record (6)**" in head and "| popularity | baseline |" in head
     assert "| LLaMA 30B | 32.5 B | 0.021 |" in head
     timings = (reports / "timings.md").read_text()
-    assert "| a | 02_zero_shot |" in timings and "03_boom" not in timings  # completed chapters only
+    assert "| a | 02_zero_shot |" in timings and "03_few_shot" not in timings  # completed chapters only
     # `python -m llmrec results verify`: every number agrees; a tampered one is named
     from llmrec.report.results import verify
 
@@ -243,7 +284,7 @@ def test_cli_reports_failure_with_exit_code(tmp_path, fake_chapters, capsys, mon
     code = main(["report", str(files[0]), "--chapters", "03", "--out", str(tmp_path / "r"),
                  "--reports", str(tmp_path / "rep")])
     out = capsys.readouterr().out
-    assert code == 1 and "FAILED a/03_boom: ValueError: boom on purpose" in out
+    assert code == 1 and "FAILED a/03_few_shot: ValueError: boom on purpose" in out
 
 
 REAL = notebooks_in(ROOT / "notebooks")
@@ -340,6 +381,6 @@ def test_a_chain_that_finishes_hands_its_cores_to_the_others(tmp_path, fake_chap
     run_report(files, out_root=tmp_path / "runs", reports_out=tmp_path / "reports",
                notebooks_dir=folder, jobs=2)
     assert seen[("a", "02_zero_shot")] == seen[("b", "02_zero_shot")] == "1"  # side by side
-    assert seen[("b", "03_boom")] == "2"  # then b alone, with both cores
-    assert seen[("b", "02_zero_shot", "file")] == "1" and seen[("b", "03_boom", "file")] == "2"
+    assert seen[("b", "03_few_shot")] == "2"  # then b alone, with both cores
+    assert seen[("b", "02_zero_shot", "file")] == "1" and seen[("b", "03_few_shot", "file")] == "2"
     assert "LLMREC_THREADS" not in os.environ  # nothing leaks past the report

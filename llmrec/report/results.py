@@ -8,9 +8,12 @@ writing upserts: a new row replaces an older row with the same key, other rows s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -242,12 +245,29 @@ def verify(csv_path: str | Path | None = None, abs_tol: float = 1e-9) -> pd.Data
 
 # --- aggregating runs into the table -----------------------------------------------------
 
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file's bytes: how a completion marker vouches for the files it lists."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _vouched(run_dir: Path, rel: str, digests: Mapping[str, str]) -> bool:
+    """True when ``run_dir/rel`` exists and is the file its marker saw written (a marker
+    written before digests were recorded vouches for what is there)."""
+    path = run_dir / rel
+    if not path.is_file():
+        return False
+    return rel not in digests or file_digest(path) == digests[rel]
+
+
 def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every run under ``out_root`` with what its completed chapters wrote.
 
     ``[{"run", "run_dir", "params", "metrics", "figures", "notebooks"}]`` (lists of paths; the
     executed notebooks of the completed chapters), runs with
-    no completed chapter left out; ``profiles`` keeps only runs of those profiles.
+    no completed chapter left out; ``profiles`` keeps only runs of those profiles. A file a
+    later, unfinished run of its chapter rewrote (its digest no longer the one the marker
+    recorded) is left out, with the predictions beside a metrics file: only what completed
+    chapters wrote reaches the table.
     """
     out = []
     for info_path in sorted(Path(out_root).glob("*/run.json")):
@@ -259,8 +279,14 @@ def completed_runs(out_root: str | Path, profiles: Iterable[str] | None = None) 
         markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
         for marker in markers:
             done = read_json(marker)
+            digests = done.get("digests", {})
             for kind in ("metrics", "figures"):
-                found[kind] += [run_dir / m for m in done.get(kind, []) if (run_dir / m).is_file()]
+                for rel in done.get(kind, []):
+                    beside = str(Path(rel).parent / "predictions.jsonl.gz")
+                    if _vouched(run_dir, rel, digests) and (
+                            kind == "figures" or beside not in digests
+                            or _vouched(run_dir, beside, digests)):
+                        found[kind].append(run_dir / rel)
             executed = marker.parent / f"{marker.name[1:-len('.done.json')]}.ipynb"
             found["notebooks"] += [executed] if executed.is_file() else []
         if markers:
@@ -281,6 +307,20 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def copy_into_place(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to ``dst`` through a temporary file beside it: ``dst`` is either the old
+    file or the whole new one, never missing and never half-written."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dst
+
+
 def chapter_timings(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """A frame, one row per completed chapter of ``runs``: minutes, when it finished, the commit."""
     rows = []
@@ -292,46 +332,68 @@ def chapter_timings(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                          "finished_utc": done.get("finished_utc"),
                          # markers written before commits were recorded in them say so
                          "commit": (done.get("git_commit") or "")[:10] or "not recorded"})
-    return pd.DataFrame(rows, columns=["run", "chapter", "minutes", "finished_utc", "commit"])
+    return pd.DataFrame(rows, columns=TIMING_COLUMNS)
+
+
+TIMING_COLUMNS = ["run", "chapter", "minutes", "finished_utc", "commit"]
+
+
+def read_timings(path: str | Path) -> pd.DataFrame:
+    """The per-chapter rows of a ``timings.md`` that :func:`write_timings` wrote (none when
+    there is no such file)."""
+    path = Path(path)
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(TIMING_COLUMNS) or cells[0] in ("run", "---"):
+            continue
+        try:
+            minutes = float(cells[2])
+        except ValueError:
+            continue
+        rows.append(dict(zip(TIMING_COLUMNS, [cells[0], cells[1], minutes, *cells[3:]], strict=True)))
+    return pd.DataFrame(rows, columns=TIMING_COLUMNS)
 
 
 def write_timings(runs: Sequence[dict[str, Any]], reports_out: Path) -> Path:
-    """``timings.md``: where a report's time went, chapter by chapter and per run."""
-    table = chapter_timings(runs)
+    """``timings.md``: where a report's time went, chapter by chapter and per run. The
+    chapters of ``runs`` replace their own lines; every other line of the file stays."""
+    path = reports_out / "timings.md"
+    new = chapter_timings(runs)
+    old = read_timings(path)
+    fresh = set(zip(new["run"], new["chapter"], strict=True))
+    old = old[[k not in fresh for k in zip(old["run"], old["chapter"], strict=True)]]
+    table = pd.concat([df for df in (old, new) if len(df)] or [new], ignore_index=True)
+    table = table.sort_values(["run", "chapter"], kind="stable").reset_index(drop=True)
     lines = ["# Where the report's time went", "",
              "Wall minutes per completed chapter (from each chapter's completion marker).", "",
              "| run | chapter | minutes | finished (UTC) | commit |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.run} | {r.chapter} | {r.minutes:.1f} | {r.finished_utc} | {r.commit} |"
+    lines += [f"| {r.run} | {r.chapter} | {float(r.minutes):.1f} | {r.finished_utc} | {r.commit} |"
               for r in table.itertuples()]
     lines += ["", "| run | minutes, all its chapters |", "| --- | --- |"]
-    lines += [f"| {run} | {minutes:.1f} |" for run, minutes in table.groupby("run")["minutes"].sum().items()]
+    lines += [f"| {run} | {minutes:.1f} |"
+              for run, minutes in table.groupby("run")["minutes"].sum().items()]
     lines += ["", f"Sum over every chapter: {table['minutes'].sum():.1f} minutes (runs that went side "
               "by side overlap in wall time).", ""]
-    path = reports_out / "timings.md"
     atomic_write_text(path, "\n".join(lines))
     return path
 
 
-def aggregate(
-    out_root: str | Path | None = None,
-    reports_out: str | Path | None = None,
-    profiles: Iterable[str] | None = None,
-) -> dict[str, Any] | None:
-    """Gather the completed runs into the results table, predictions, figures; draw summaries.
+def existing_rows(reports_out: Path) -> pd.DataFrame:
+    """The rows of ``reports_out/results.csv`` that runs made (the blog's quoted rows are
+    added back by :func:`summarize`); empty when there is no table yet."""
+    path = reports_out / "results.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=KEY)
+    table = pd.read_csv(path)
+    return table[~is_published(table)].reset_index(drop=True)
 
-    Writes ``results.csv``, ``results.md``, ``predictions/<run>/...`` (the files the table's
-    ``predictions`` column points to, relative to the repository root) and ``figures/``
-    under ``reports_out``. Returns ``{"csv", "md", "n_rows", "figures"}`` or None when no
-    run completed anything.
-    """
-    out_root = Path(out_root) if out_root is not None else runs_dir()
-    reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
-    runs = completed_runs(out_root, profiles)
+
+def run_rows(runs: Sequence[dict[str, Any]], pred_root: Path) -> pd.DataFrame:
+    """One row per completed system of ``runs``, its ``predictions`` a ``(source, destination
+    under pred_root)`` pair; rows several runs made alike kept once (:func:`drop_repeats`)."""
     frames = []
-    pred_root = reports_out / "predictions"
-    fig_root = reports_out / "figures"
-    for sub in (pred_root, *[fig_root / r["run"] for r in runs]):
-        shutil.rmtree(sub, ignore_errors=True)  # rebuilt from the runs: nothing stale survives
     for r in runs:
         if not r["metrics"]:
             continue
@@ -346,29 +408,62 @@ def aggregate(
             sources.append((src, pred_root / r["run"] / src.relative_to(r["run_dir"].resolve())))
         df["predictions"] = sources
         frames.append(df)
-    figures: list[str] = []
-    for r in runs:  # the executed chapters, slimmed for reading
-        shutil.rmtree(reports_out / "notebooks" / r["run"], ignore_errors=True)
-        for nb in r["notebooks"]:
-            export_notebook(nb, reports_out / "notebooks" / r["run"] / nb.name)
-        for png in r["figures"]:
-            dst = fig_root / r["run"] / png.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(png, dst)
-            figures.append(_rel_to_repo(dst))
     if not frames:
-        return None
-    table = drop_repeats(pd.concat(frames, ignore_index=True))
-    new_paths = []
-    for src, dst in table["predictions"]:  # copied only for the rows that stay
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-        new_paths.append(_rel_to_repo(dst))
-    table["predictions"] = new_paths
+        return pd.DataFrame(columns=[*KEY, "predictions"])
+    return drop_repeats(pd.concat(frames, ignore_index=True))
+
+
+def publish_chapters(runs: Sequence[dict[str, Any]], reports_out: Path) -> list[str]:
+    """Each completed chapter's executed notebook (slimmed) into ``notebooks/<run>/`` and its
+    figures into ``figures/<run>/``, file by file, each replacing only its own older copy.
+    Returns the figures' paths."""
+    figures = []
+    for r in runs:
+        for nb in r["notebooks"]:
+            export_notebook(nb, reports_out / "notebooks" / r["run"] / nb.name)  # atomic
+        for png in r["figures"]:
+            dst = copy_into_place(png, reports_out / "figures" / r["run"] / png.name)
+            figures.append(_rel_to_repo(dst))
+    return figures
+
+
+def aggregate(
+    out_root: str | Path | None = None,
+    reports_out: str | Path | None = None,
+    profiles: Iterable[str] | None = None,
+) -> dict[str, Any] | None:
+    """Merge the completed runs into the results table, predictions, figures, executed
+    chapters and summaries under ``reports_out`` (default ``reports/``).
+
+    Only adds: a row of a completed run replaces the row with its key (system, setting,
+    split; :func:`upsert`), a predictions file, figure or executed chapter replaces its own
+    older copy (each written beside it first, then swapped in), and every row and file the
+    runs did not remake stays, the rows of runs absent from ``out_root`` included. The
+    table's ``predictions`` column points to ``predictions/<run>/...`` (relative to the
+    repository root). The headline, the README's key table and ``docs/answer.md`` are
+    redrawn from the merged table (:func:`summarize`). Returns ``{"csv", "md", "n_rows" (in
+    the table, the blog's quoted rows included), "n_new" (rows from these runs), "figures"}``,
+    or None when the table would have no row (and when no run completed anything, nothing is
+    written at all).
+    """
+    out_root = Path(out_root) if out_root is not None else runs_dir()
+    reports_out = Path(reports_out).resolve() if reports_out is not None else reports_dir()
+    runs = completed_runs(out_root, profiles)
+    old = existing_rows(reports_out)
+    if not runs:
+        return None  # nothing new: reports_out stays as it is
+    new = run_rows(runs, reports_out / "predictions")
+    new_paths = [_rel_to_repo(copy_into_place(src, dst)) for src, dst in new["predictions"]]
+    new["predictions"] = new_paths
+    figures = publish_chapters(runs, reports_out)
     write_timings(runs, reports_out)
+    table = order_columns(drop_repeats(upsert(old, new)))
+    if table.empty:
+        return None
     figures += summarize(table, reports_out)
+    n_rows = len(pd.read_csv(reports_out / "results.csv"))  # with the blog's quoted rows
     return {"csv": str(reports_out / "results.csv"), "md": str(reports_out / "results.md"),
-            "n_rows": len(table), "figures": figures}
+            "n_rows": n_rows, "n_new": len(new), "figures": figures}
 
 
 def summarize(table: pd.DataFrame, reports_out: Path) -> list[str]:
