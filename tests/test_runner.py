@@ -19,8 +19,8 @@ import pytest
 
 from llmrec.errors import LlmrecError
 from llmrec.recommenders.ranker import setting_suffix
-from llmrec.report.params import RANKING
-from llmrec.report.runner import EXPECTED_CHAPTERS, notebooks_in, plan, run_report, select_chapters
+from llmrec.report.params import CHAPTERS, RANKING
+from llmrec.report.runner import notebooks_in, plan, run_report, select_chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION7 = ["system", "split", "n_records", "map_at_4", "map_at_4_low", "map_at_4_high",
@@ -129,8 +129,8 @@ def test_a_stray_numbered_notebook_is_not_a_chapter(tmp_path, fake_chapters, cap
 
 
 def test_the_expected_chapters_are_the_notebooks():
-    assert EXPECTED_CHAPTERS[-1] == "08_llm_with_cf"
-    assert [p.stem for p in notebooks_in(ROOT / "notebooks")] == EXPECTED_CHAPTERS
+    assert CHAPTERS[-1] == "09_llm_as_encoder"
+    assert [p.stem for p in notebooks_in(ROOT / "notebooks")] == CHAPTERS
 
 
 def test_every_file_is_validated_before_anything_runs(tmp_path, fake_chapters):

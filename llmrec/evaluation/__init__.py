@@ -11,13 +11,13 @@ failures -> metrics -> the run's files. It needs only a system's ``predict`` (th
 
 from llmrec.evaluation.comparison import paired_table
 from llmrec.evaluation.failures import failure_examples, failure_frame, year_counts
-from llmrec.evaluation.matching import Catalog, get_matcher
+from llmrec.evaluation.matching import Catalog, embed_texts, get_matcher
 from llmrec.evaluation.metrics import bootstrap_ci, paired_bootstrap, score
 from llmrec.evaluation.slices import item_slices, list_quality, training_windows, user_slices
 from llmrec.evaluation.spine import Task, evaluate, evaluate_and_save
 
 __all__ = [
-    "Catalog", "Task", "bootstrap_ci", "evaluate", "evaluate_and_save", "failure_examples",
+    "Catalog", "Task", "bootstrap_ci", "embed_texts", "evaluate", "evaluate_and_save", "failure_examples",
     "failure_frame", "get_matcher", "item_slices", "list_quality", "paired_bootstrap", "paired_table", "score",
     "training_windows", "user_slices", "year_counts",
 ]

@@ -217,9 +217,15 @@ class Chapter:
 
     @property
     def common_dir(self) -> Path:
-        """The model-independent run this chapter compares with (parameter ``common_dir``)."""
+        """The model-independent run this chapter compares with: parameter ``common_dir``,
+        else the common run beside this run's folder (where ``report --out`` puts both), else
+        the one under ``runs/``."""
         named = self.P.get("common_dir")
-        return in_repo(named) if named else runs_dir() / common_params(self.P)["name"]
+        if named:
+            return in_repo(named)
+        name = common_params(self.P)["name"]
+        beside = self.run_dir.parent / name  # where the runner puts it: next to this run
+        return beside if beside.is_dir() or not (runs_dir() / name).is_dir() else runs_dir() / name
 
     def references(self, split: str, systems: Sequence[str] = REFERENCES,
                    records: Sequence[str] | None = None) -> pd.DataFrame:

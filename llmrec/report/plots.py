@@ -395,11 +395,45 @@ def slice_intervals(table: pd.DataFrame, metric: str, title: str, metric_label: 
         count = (f"{int(part['n_targets'].max())} targets" if "n_targets" in part
                  else f"n={int(part['n_records'].max())}")
         ax.set_title(f"{b} ({count})", fontsize=10)
-        ax.set_xlabel(metric_label)
+        ax.set_xlabel("")
     axes[0][0].set_yticks(range(len(systems)), systems)
-    for ax in axes[0]:
-        ax.set_xlim(0, max(right * 1.15, 1e-3))
+    for ax in axes[0]:  # a share: never past 1, whatever a rule-of-three bound on few records says
+        ax.set_xlim(0, min(max(right * 1.15, 1e-3), 1.0))
     axes[0][0].invert_yaxis()  # the first system on top (the axes share it)
     fig.suptitle(title)
+    fig.supxlabel(metric_label, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(data: pd.DataFrame, rows: str, columns: str, values: str, title: str, xlabel: str,
+            ylabel: str):
+    """``values`` for each ``rows`` x ``columns`` pair as an annotated heat map (one value a
+    cell: a grid of choices and the validation score of each)."""
+    plt, sns = _pyplot()
+    grid = data.pivot_table(index=rows, columns=columns, values=values, aggfunc="first")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.0 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]))
+    sns.heatmap(grid, annot=True, fmt=".4f", cmap="viridis", ax=ax,
+                cbar_kws={"label": values})
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def list_quality_map(table: pd.DataFrame, title: str):
+    """Each system's lists: distinct movies recommended (x, log scale) against how popular they
+    are (mean training likes, y), a point per system labelled with its name."""
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    sns.scatterplot(data=table, x="distinct_items", y="mean_training_likes", ax=ax)
+    for _, r in table.iterrows():
+        ax.annotate(r["system"], (r["distinct_items"], r["mean_training_likes"]), fontsize=7,
+                    xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("distinct movies in the first 4 entries of every list (log scale)")
+    ax.set_ylabel("mean training likes of a recommended movie")
+    ax.set_title(title)
     fig.tight_layout()
     return fig

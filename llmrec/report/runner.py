@@ -19,7 +19,7 @@ With ``--jobs`` > 1 they run at the head of the first file's chain, beside the o
 chains' first chapters; a chapter that draws the baselines waits for them (:mod:`llmrec.side_by_side`), and once a chain finishes the
 others take its cores in the middle of their current chapter.
 
-Chapters are the notebooks :data:`EXPECTED_CHAPTERS` declares, in that order; another
+Chapters are the notebooks :data:`llmrec.report.params.CHAPTERS` declares, in that order; another
 ``NN_*.ipynb`` in ``notebooks/`` (a scratch copy) is ignored, with one line saying so, and a
 ``--chapters`` entry that names no declared chapter is an error before anything runs.
 
@@ -68,14 +68,17 @@ from tqdm.auto import tqdm
 from llmrec.artifacts import git_commit, read_json, run_info, write_json
 from llmrec.errors import LlmrecError
 from llmrec.paths import repo_root, reports_dir, runs_dir
-from llmrec.report.params import PREVIEW_PROFILES, PROFILES, common_params, load_params
+from llmrec.report.params import (
+    CHAPTERS,
+    PREVIEW_PROFILES,
+    PROFILES,
+    chapter_matches,
+    common_params,
+    load_params,
+)
 from llmrec.report.results import aggregate, file_digest
 from llmrec.side_by_side import THREADS_FILE_ENV, _alive, running, write_share
 
-#: The chapters of the report, in order: the only notebooks the runner runs and publishes
-#: (a missing one is flagged, not fatal; another ``NN_*.ipynb`` is ignored).
-EXPECTED_CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
-                     "05_baselines", "06_decoding", "07_beyond", "08_llm_with_cf"]
 #: The profiles whose runs make the committed report (``reports/``): every one but the previews.
 REPORT_PROFILES = set(PROFILES) - set(PREVIEW_PROFILES)
 #: Chapters that do not depend on the model (matched on the name after the number).
@@ -88,13 +91,13 @@ INTERRUPTED = "interrupted: completed chapters are kept; rerun the same command 
 
 # --- chapters -------------------------------------------------------------------------------
 
-def notebooks_in(folder: str | Path, declared: Sequence[str] = EXPECTED_CHAPTERS) -> list[Path]:
+def notebooks_in(folder: str | Path, declared: Sequence[str] = CHAPTERS) -> list[Path]:
     """The declared chapters' notebooks present in ``folder``, in the declared order."""
     return [Path(folder) / f"{stem}.ipynb" for stem in declared
             if (Path(folder) / f"{stem}.ipynb").is_file()]
 
 
-def stray_notebooks(folder: str | Path, declared: Sequence[str] = EXPECTED_CHAPTERS) -> list[Path]:
+def stray_notebooks(folder: str | Path, declared: Sequence[str] = CHAPTERS) -> list[Path]:
     """Numbered notebooks ``NN_*.ipynb`` of ``folder`` that are not declared chapters (scratch
     copies): never run, never published."""
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb") if p.stem not in declared)
@@ -109,16 +112,9 @@ def is_common(stem: str) -> bool:
     return _topic(stem) in COMMON_CHAPTERS
 
 
-def _selector_matches(selector: Any, stem: str) -> bool:
-    sel = str(selector).strip()
-    if sel.isdigit():
-        return stem.split("_", 1)[0] == sel.zfill(2)
-    return stem == sel or _topic(stem) == sel or stem.startswith(sel)
-
-
 def select_chapters(
     available: Sequence[Path], chapters: Iterable[Any] | None,
-    declared: Sequence[str] = EXPECTED_CHAPTERS,
+    declared: Sequence[str] = CHAPTERS,
 ) -> tuple[list[Path], list[str]]:
     """``(notebooks to run, declared chapters asked for that have no notebook)``.
 
@@ -130,16 +126,16 @@ def select_chapters(
         stems = {p.stem for p in available}
         return list(available), [c for c in declared if c not in stems]
     chapters = list(chapters)
-    unknown = [str(sel) for sel in chapters if not any(_selector_matches(sel, c) for c in declared)]
+    unknown = [str(sel) for sel in chapters if not any(chapter_matches(sel, c) for c in declared)]
     if unknown:
         raise LlmrecError(f"no chapter {unknown[0]!r}; name one by number, stem or topic: "
                           f"{', '.join(declared)}")
     chosen: list[Path] = []
     missing: list[str] = []
     for sel in chapters:
-        hits = [p for p in available if _selector_matches(sel, p.stem)]
+        hits = [p for p in available if chapter_matches(sel, p.stem)]
         if not hits:
-            missing += [c for c in declared if _selector_matches(sel, c) and c not in missing]
+            missing += [c for c in declared if chapter_matches(sel, c) and c not in missing]
         chosen += [p for p in hits if p not in chosen]
     order = {stem: i for i, stem in enumerate(declared)}
     return sorted(chosen, key=lambda p: order.get(p.stem, len(order))), missing
@@ -454,14 +450,15 @@ def plan(
     Returns ``(tasks, missing)``: ``missing`` names chapters asked for (or expected) that
     have no notebook. Raises :class:`LlmrecError` before anything runs if a file is invalid.
     """
-    all_params = [load_params(f) for f in param_files]  # fails here, before any work
+    # fails here, before any work (the device too: a GPU file reaches here only with a GPU)
+    all_params = [load_params(f, check_hardware=True) for f in param_files]
     names = [p["name"] for p in all_params]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise LlmrecError(f"two parameter files share the name {dupes[0]!r}; give each its own `name`")
     available = notebooks_in(notebooks_dir)
     if not available:
-        raise LlmrecError(f"no chapter notebooks ({EXPECTED_CHAPTERS[0]}.ipynb ...) in "
+        raise LlmrecError(f"no chapter notebooks ({CHAPTERS[0]}.ipynb ...) in "
                           f"{notebooks_dir}; run from the repository or pass its notebooks/")
     tasks: list[tuple[str, dict[str, Any], Path, Path]] = []
     missing: list[dict[str, Any]] = []
@@ -579,7 +576,7 @@ def run_report(
     for line in skipped:
         tqdm.write(line)
     for stray in stray_notebooks(notebooks_dir):
-        tqdm.write(f"ignored: {stray.name} is not a chapter of the report (runner.EXPECTED_CHAPTERS)")
+        tqdm.write(f"ignored: {stray.name} is not a chapter of the report (llmrec.report.params.CHAPTERS)")
     for p in kept:
         if p["profile"] == "long":
             tqdm.write(f"note: {p['name']} is a long-profile run: hours on {p['hardware'].split(' (')[0]}")
