@@ -78,3 +78,23 @@ def test_every_chapter_runs_with_its_own_parameters(quick_runs):
     assert prior["prior_valid_records"] == RANKING["quick"]["prior_valid"]
     figures = {p.name for p in (root / "model" / "figures").glob("08_*.png")}
     assert {"08_changes.png", "08_first_picks.png", f"08_paired_{retriever}.png"} <= figures
+
+
+def test_chapter_9_scores_the_encoder_systems_on_the_preview_records(quick_runs):
+    root, _ = quick_runs
+    quick = load_params(repo_root() / "params" / "quick.yaml")
+    scored = {(m["system"], m["setting"]): m
+              for m in (read_json(p) for p in (root / "model").glob("*/temporal/metrics.json"))}
+    name = quick["name"]
+    for setting in ("encoder/similarity", "encoder/fused-ease", "encoder/fused-sasrec",
+                    "encoder/sasrec-init", "encoder/sasrec-init-shuffled"):
+        assert scored[(name, setting)]["n_records"] == quick["eval_limit"], setting
+    similarity = scored[(name, "encoder/similarity")]
+    assert similarity["pooling"] in ("mean", "last") and similarity["layer"] >= 1
+    assert similarity["text"] == "title"  # the quick profile encodes titles only
+    assert scored[("minilm", "encoder/similarity-title")]["n_records"] == quick["eval_limit"]
+    assert scored[(name, "encoder/fused-ease")]["retriever"] == "ease"
+    assert scored[(name, "encoder/sasrec-init-shuffled")]["item_init"] == "item vectors, shuffled across items"
+    figures = {p.name for p in (root / "model" / "figures").glob("09_*.png")}
+    assert {"09_choice.png", "09_map.png", "09_fusion.png", "09_sasrec_init.png",
+            "09_slice_items.png", "09_slice_users.png", "09_lists.png"} <= figures

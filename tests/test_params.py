@@ -189,9 +189,9 @@ BAD_VALUES = [
     ("device", "gpu", "'gpu'", ["auto", "cpu", "cuda"]),
     ("curve", [128, 0], "0", [">= 1", "null for all"]),
     ("curve", [-5], "-5", [">= 1", "null for all"]),
-    ("chapters", ["09"], "'09'", ["01_data", "08_llm_with_cf"]),
+    ("chapters", ["10"], "'10'", ["01_data", "09_llm_as_encoder"]),
     ("chapters", ["02", "lora"], "'lora'", ["01_data", "08_llm_with_cf"]),
-    ("chapters", [9], "9", ["01_data", "08_llm_with_cf"]),
+    ("chapters", [10], "10", ["01_data", "09_llm_as_encoder"]),
     ("chapters", [], "[]", ["null for all"]),
 ]
 
