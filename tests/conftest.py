@@ -87,3 +87,14 @@ class FilterRepo:
 @pytest.fixture(scope="session")
 def filter_repo(tmp_path_factory):
     return FilterRepo(tmp_path_factory.mktemp("filter-repo"))
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: the machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -52,17 +52,6 @@ def clusters_valid():
     return _clusters(20, 1)
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread: the machine's cores are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_item_popularity_counts_inputs_and_targets():
     rec = _records([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6, 11, 12, 13, 14]])
     pop = item_popularity(rec)

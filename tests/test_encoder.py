@@ -157,16 +157,6 @@ def test_sasrec_starts_from_the_item_vectors(one_thread):
         SasrecBaseline(train, _movies(), epochs=1, shuffle_init=True)
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rows(lists, targets, users):
     return [{"record_id": f"r{i}", "user_id": u, "target_ids": t, "predicted_ids": p}
             for i, (p, t, u) in enumerate(zip(lists, targets, users, strict=True))]
