@@ -17,6 +17,9 @@ NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 def test_gitattributes_puts_notebooks_through_the_filter():
     lines = (repo_root() / ".gitattributes").read_text().splitlines()
     assert "*.ipynb filter=nbstripout diff=ipynb" in lines
+    # the published chapters keep their outputs: the filter is for the source notebooks only
+    assert lines.index("reports/notebooks/**/*.ipynb -filter -diff") > lines.index(
+        "*.ipynb filter=nbstripout diff=ipynb")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

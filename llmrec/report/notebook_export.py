@@ -8,8 +8,10 @@ of the same output, such as SVG, and widgets with their states, which render now
 a kernel and whose plain-text form is their first state, such as a progress bar at 0%, are
 dropped), a long text output keeps its first and last lines with a line saying how many
 were trimmed, progress-bar noise (carriage-return redraws) keeps only its final state, and
-a very large HTML table falls back to its plain-text form. nbformat reads and writes the
-files; no converter does this trimming, so it is written here.
+a very large HTML table falls back to its plain-text form, and the machine's absolute paths
+(the repository the run was made in, the asset cache, the home folder) become relative ones
+(``runs/...``, ``$LLMREC_CACHE/...``, ``~/...``). nbformat reads and writes the files; no
+converter does this trimming, so it is written here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.artifacts import atomic_write_text
+from llmrec.paths import cache_dir, repo_root
 
 #: Output formats kept, in order of preference (the first one present wins, plus PNG).
 KEEP = ("text/html", "text/markdown", "text/plain")
@@ -104,4 +107,25 @@ def export_notebook(src: str | Path, dst: str | Path, max_lines: int = MAX_LINES
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in (_slim(o, max_lines) for o in cell.outputs) if o is not None]
-    return atomic_write_text(dst, nbformat.writes(nb))
+    return atomic_write_text(dst, without_machine_paths(nbformat.writes(nb), _roots(nb)))
+
+
+def _roots(nb: Any) -> dict[str, str]:
+    """Absolute folder -> what a published chapter says instead (longest first)."""
+    made_in = nb.metadata.get("papermill", {}).get("input_path")  # <repo>/notebooks/NN_x.ipynb
+    roots = {str(cache_dir()): "$LLMREC_CACHE", str(repo_root()): "."}
+    if made_in and Path(made_in).is_absolute():
+        roots[str(Path(made_in).parent.parent)] = "."
+    roots.setdefault(str(Path.home()), "~")
+    return dict(sorted(roots.items(), key=lambda kv: -len(kv[0])))
+
+
+def without_machine_paths(text: str, roots: dict[str, str]) -> str:
+    """``text`` with each absolute folder of ``roots`` written as its stand-in: ``/repo/runs``
+    becomes ``runs``, ``/home/me/.cache/llmrec/x`` becomes ``$LLMREC_CACHE/x``."""
+    for folder, stand_in in roots.items():
+        if folder in ("", "/"):
+            continue
+        text = text.replace(folder + "/", "" if stand_in == "." else stand_in + "/")
+        text = text.replace(folder, stand_in)
+    return text
