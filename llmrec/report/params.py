@@ -100,7 +100,8 @@ PROMPT_STYLES = ("alpaca", "compact")
 #: parameter file's ``chapters`` selects among them (:func:`chapter_matches`); the runner
 #: flags one of them without a notebook.
 CHAPTERS = ["01_data", "02_zero_shot", "03_few_shot", "04_lora_finetune",
-            "05_baselines", "06_decoding", "07_beyond", "08_llm_with_cf", "09_llm_as_encoder"]
+            "05_baselines", "06_decoding", "07_beyond", "08_llm_with_cf", "09_llm_as_encoder",
+            "10_model_size"]
 
 #: Whole-number keys and their least value, with what a value means (for the message).
 COUNTS: dict[str, tuple[int, str]] = {

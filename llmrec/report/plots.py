@@ -25,8 +25,6 @@ from llmrec.evaluation.metrics import zero_hit_bound
 from llmrec.report.published import MODEL_PARAMS, blog_table
 
 #: The settings the size-trend figure shows (one per way of asking), when a model has them.
-TREND_SETTINGS = ("zero-shot/greedy", "zero-shot-chat/greedy", "few-shot-2/greedy", "lora/greedy",
-                  "lora/beam4", "lora/constrained-beam4", "rerank-itemknn20/letters")
 BLOG_LABEL = "blog, as published (LoRA + 4 beams, MAP@K, no interval)"
 MAP_LABEL = "MAP@4 (0 to 1; higher is better)"
 
@@ -299,53 +297,68 @@ def model_size(row: Mapping, sizes: Mapping[str, float] = MODEL_PARAMS) -> float
     return None
 
 
-def size_trend(table: pd.DataFrame, split: str | None = None):
-    """MAP@4 against parameter count (log x) for our models that ran, with the blog's points.
+def size_trend(points: pd.DataFrame, band: Mapping[str, Any] | None = None):
+    """MAP@4 against parameter count (log x), one panel per question (:data:`llmrec.report.sizes.PANELS`).
 
-    One line per setting (ours, with 95% intervals); baselines have no size and are drawn
-    as dashed levels. The blog's published points are drawn in grey for scale.
+    ``points``: :func:`llmrec.report.sizes.size_points` (ours, with 95% intervals, every point
+    on the same records); ``band``: the strongest baseline on those records
+    (:func:`llmrec.report.sizes.baseline_band`), a shaded band on every panel. The blog's
+    published points (LoRA, its own split, matching and K) are drawn on the tuned panel only,
+    in grey and marked as published. A panel without a point says so.
     """
+    from llmrec.report.sizes import PANELS
+
     plt, sns = _pyplot()
-    split = split or primary_split(table)
-    ours = table[table["split"] == split].copy()
-    ours["n_params"] = [model_size(r) for r in ours.to_dict("records")]
-    baselines = ours[ours["n_params"].isna() & (ours["setting"] == "baseline")]
-    ours = ours.dropna(subset=["n_params"]).sort_values("n_params")
-    ours = ours[ours["setting"].isin(TREND_SETTINGS)]
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.0 * len(PANELS), 4.6), sharey=True)
     blog = blog_table()
-    fig, ax = plt.subplots(figsize=(10, 5))
-    sns.scatterplot(data=blog, x="n_params", y="map_at_k", color="#999999", marker="s", s=60,
-                    label=BLOG_LABEL, ax=ax)
-    for _, r in blog.iterrows():
-        ax.annotate(r["model"], (r["n_params"], r["map_at_k"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points", color="#666666")
-    if len(ours):
-        # points, not lines: the models differ in more than size (instruct vs base, family)
-        ours = ours.assign(setting=ours["setting"] + " (n=" + ours["n_records"].astype(int).astype(str) + ")")
-        sns.scatterplot(data=ours, x="n_params", y="map_at_4", hue="setting", style="system",
-                        s=70, ax=ax)
-        low, high = _errors(ours)
-        ax.errorbar(ours["n_params"], ours["map_at_4"], yerr=[low, high], fmt="none",
-                    ecolor="black", capsize=3, lw=1)
-        for _, r in ours[ours["map_at_4_high"] == 0].iterrows():
-            _zero_hit_bar(ax, r["n_params"], r["n_records"])
-    # baselines have no size: a dashed level each, in the legend (equal levels share one)
-    groups = baselines.groupby(baselines["map_at_4"].round(3))
-    levels = list(zip(groups["map_at_4"].mean(), groups["system"].agg(", ".join),
-                      groups["n_records"].max(), strict=True))
-    for c, (level, names, n) in zip(sns.color_palette("Dark2", len(levels)), levels, strict=True):
-        ax.axhline(level, ls="--", lw=0.9, color=c,
-                   label=f"{names} {level:.3f} (baseline, n={int(n)})")
-    if not len(ours):
-        ax.text(0.5, 0.5, "none of our models with a known size has results yet",
-                transform=ax.transAxes, ha="center", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_title(f"MAP@4 against model size ({split} split; ours with 95% CI, a dotted bar up to "
-                 f"3/n where no hit)")
-    ax.set_xlabel("model size (parameters, log scale)")
-    ax.set_ylabel(MAP_LABEL)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    families = sorted(points["family"].unique()) if len(points) else []
+    colors = dict(zip(families, sns.color_palette("Set1", max(len(families), 1)), strict=False))
+    top = 0.0
+    for ax, question in zip(axes, PANELS, strict=True):
+        sub = points[points["question"] == question].sort_values("n_params") if len(points) else points
+        if band is not None:
+            ax.axhspan(band["map_at_4_low"], band["map_at_4_high"], color="tab:green", alpha=0.15, lw=0)
+            ax.axhline(band["map_at_4"], color="tab:green", lw=1, ls="--",
+                       label=f"{band['system']} (strongest baseline), 95% CI")
+            top = max(top, band["map_at_4_high"])
+        if question == "tuned (LoRA)":
+            ax.scatter(blog["n_params"], blog["map_at_k"], marker="s", color="#999999", s=36,
+                       label="blog, as published (other split, matching, K)")
+            for i, r in enumerate(blog.itertuples()):
+                ax.annotate(r.model.replace("LLaMA ", "L-"), (r.n_params, r.map_at_k), fontsize=7,
+                            color="#666666", xytext=(3, 6 if i % 2 else -10), textcoords="offset points")
+            top = max(top, float(blog["map_at_k"].max()))
+        for family, fam in (sub.groupby("family") if len(sub) else []):
+            low, high = _errors(fam)
+            ax.errorbar(fam["n_params"], fam["map_at_4"], yerr=[low, high], fmt="o-", capsize=3,
+                        color=colors[family], label=family, lw=1, ms=6)
+            top = max(top, float(fam["map_at_4_high"].max()))
+        for r in sub.itertuples() if len(sub) else []:
+            note = f"n={int(r.n_records)}"
+            if question == "tuned (LoRA)" and r.train_records == r.train_records:
+                note += f", {int(r.train_records):,} train"
+            ax.annotate(note, (r.n_params, r.map_at_4), fontsize=7, xytext=(4, -11),
+                        textcoords="offset points")
+        if not len(sub):
+            ax.text(0.5, 0.5, "no model of ours has this row yet", transform=ax.transAxes,
+                    ha="center", fontsize=8, color="#666666")
+        ax.set_xscale("log")
+        ax.set_xlim(8e7, 1e11 if question == "tuned (LoRA)" else 3e9)
+        ax.set_title(question, fontsize=10)
+        ax.set_xlabel("parameters (log scale)")
+    axes[0].set_ylabel(MAP_LABEL)
+    axes[0].set_ylim(0, max(top * 1.15, 0.01))
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    n = sorted({int(x) for x in points["n_records"]}) if len(points) else []
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 4),
+               fontsize=8, frameon=False)
+    fig.suptitle("Does size help? MAP@4 by model size, every point on the same "
+                 f"{'/'.join(str(x) for x in n) or '?'} seeded test records (temporal split), "
+                 "95% bootstrap intervals", fontsize=11)
+    fig.tight_layout(rect=(0, 0.09, 1, 0.95))
     return fig
 
 
@@ -355,7 +368,13 @@ def summary_figures(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, draw in (("summary_blog_vs_ours.png", blog_vs_ours), ("size_trend.png", size_trend)):
+    from llmrec.report.sizes import baseline_band, size_points
+
+    def trend(table: pd.DataFrame):
+        points = size_points(table)
+        return size_trend(points, baseline_band(table, points))
+
+    for name, draw in (("summary_blog_vs_ours.png", blog_vs_ours), ("size_trend.png", trend)):
         fig = draw(table)
         path = out_dir / name
         fig.savefig(path, dpi=120, bbox_inches="tight")

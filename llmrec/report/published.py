@@ -35,6 +35,10 @@ MODEL_PARAMS: dict[str, float] = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": 134.5e6,
     "gemma3-270m": 268e6,
     "google/gemma-3-270m": 268e6,
+    "qwen2.5-coder-0.5b": 494e6,
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct": 494e6,
+    "qwen2.5-coder-1.5b": 1.54e9,
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": 1.54e9,
     **{row["hf_id"]: row["n_params"] for row in BLOG_RESULTS},
 }
 

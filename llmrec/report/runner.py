@@ -578,7 +578,7 @@ def run_report(
     for stray in stray_notebooks(notebooks_dir):
         tqdm.write(f"ignored: {stray.name} is not a chapter of the report (llmrec.report.params.CHAPTERS)")
     for p in kept:
-        if p["profile"] == "long":
+        if p["profile"] in ("long", "paper"):
             tqdm.write(f"note: {p['name']} is a long-profile run: hours on {p['hardware'].split(' (')[0]}")
     for m in missing:
         tqdm.write(f"missing: {m['run']}: chapter {m['chapter']} has no notebook; skipped")
