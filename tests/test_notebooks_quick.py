@@ -11,9 +11,9 @@ import nbformat
 import papermill
 import pytest
 
-from llmrec.artifacts import read_json
+from llmrec.artifacts import read_json, read_jsonl
 from llmrec.llm.learning_curve import CURVES
-from llmrec.paths import repo_root
+from llmrec.paths import in_repo, repo_root
 from llmrec.recommenders.fusion import GRID
 from llmrec.recommenders.ranker import setting_suffix
 from llmrec.report.params import RANKING, load_params
@@ -98,3 +98,24 @@ def test_chapter_9_scores_the_encoder_systems_on_the_preview_records(quick_runs)
     figures = {p.name for p in (root / "model" / "figures").glob("09_*.png")}
     assert {"09_choice.png", "09_map.png", "09_fusion.png", "09_sasrec_init.png",
             "09_slice_items.png", "09_slice_users.png", "09_lists.png"} <= figures
+
+
+def test_chapter_10_asks_every_size_question_on_the_same_records(quick_runs):
+    root, _ = quick_runs
+    quick = load_params(repo_root() / "params" / "quick.yaml")
+    scored = {m["setting"]: m for m in (read_json(p) for p in (root / "model").glob("*/temporal/metrics.json"))
+              if m["setting"].startswith("size/")}
+    questions = {m["question"]: m for m in scored.values()}
+    assert set(questions) == {"zero-shot", "few-shot", "scorer", "encoder"}
+    assert {m["n_records"] for m in questions.values()} == {quick["eval_limit"]}
+    assert questions["scorer"]["retriever"] == "sasrec" and questions["scorer"]["n_candidates"] == 20
+    assert questions["encoder"]["text"] == "title" and questions["encoder"]["layer"] >= 0
+    # the same records for every question (the seeded sample of eval_limit)
+    ids = {q: frozenset(r["record_id"] for r in read_jsonl(in_repo(m["predictions"]))) for q, m in questions.items()}
+    assert len(set(ids.values())) == 1
+    figures = {p.name for p in (root / "model" / "figures").glob("10_*.png")}
+    assert {"10_paired.png", "10_size_trend.png"} <= figures
+    nb = nbformat.read(root / "10_model_size.ipynb", as_version=4)
+    found = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "text/markdown" in o.get("data", {})]
+    assert found and "LoRA step" in found[-1]["data"]["text/markdown"]  # the conclusion, computed

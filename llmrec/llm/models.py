@@ -322,6 +322,16 @@ def describe(model: Any) -> dict[str, Any]:
             "device": str(first.device), "architecture": type(model).__name__}
 
 
+def dynamic_int8(model: Any) -> Any:
+    """``model`` with every ``nn.Linear`` replaced by torch's dynamically quantized int8
+    version (weights int8, activations quantized per batch; CPU only). A different model:
+    its outputs differ from float32's, so it is measured (benchmarks/bench_model_sizes.py)
+    before any chapter uses it."""
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def process_memory() -> dict[str, float]:
     """This process's resident memory now and at its peak, in GiB (``/proc/self/status``;
     NaN where the file does not exist)."""
