@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from llmrec.paths import repo_root
-from llmrec.report.summary import answer, key_table, quoted_numbers, unbacked
+from llmrec.report.summary import answer, key_table, quoted_numbers, size_block, unbacked
 
 ROOT = repo_root()
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -36,6 +36,12 @@ def test_readme_key_table_is_generated_from_the_table(table):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert _block(readme, "key-table").strip() == key_table(table).strip(), (
         "README's key table differs from reports/results.csv: run `python -m llmrec results summarize`")
+
+
+def test_readme_size_trend_is_generated_from_the_table(table):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _block(readme, "size-trend").strip() == size_block(table).strip(), (
+        "README's size trend differs from reports/results.csv: run `python -m llmrec results summarize`")
 
 
 def test_the_answer_page_is_generated_from_the_table(table):

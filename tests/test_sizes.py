@@ -85,7 +85,7 @@ def test_points_share_their_records_and_the_band_is_rescored_on_them(tmp_path):
     assert band["map_at_4"] == pytest.approx(12 * 0.25 / 40)
     lines = trend_sentences(points, band)
     zero = next(line for line in lines if line.startswith("**zero-shot**"))
-    assert "(n=40)" in zero and "smollm2-135m 0.0000" in zero and f"gemma3-270m {0.25 / 40:.4f}" in zero
+    assert "(n=40)" in zero and "smollm2-135m 0 hits in 40 (< 0.0750)" in zero and f"gemma3-270m {0.25 / 40:.4f}" in zero
     assert "2 of 2 sizes below it" in zero
 
 

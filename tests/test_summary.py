@@ -51,3 +51,17 @@ def test_readme_block_is_replaced_between_its_markers():
     readme = "intro\n<!-- headline:start -->\nold\n<!-- headline:end -->\nrest\n"
     assert with_headline(readme, "new table") == (
         "intro\n<!-- headline:start -->\nnew table\n<!-- headline:end -->\nrest\n")
+
+
+def test_a_fusion_that_is_its_retriever_is_shown_as_such(tmp_path):
+    every = list(TARGETS)
+    sasrec = _save(tmp_path, "sasrec", "baseline", lambda r: TARGETS[r][:1] + [5, 6, 7], every)
+    fused = {**_save(tmp_path, "llm", "lora-ranker-sasrec/fused", lambda r: TARGETS[r][:1] + [5, 6, 7], every),
+             "retriever": "sasrec", "weight": 0.0}
+    moved = {**_save(tmp_path, "llm2", "encoder/fused-sasrec", lambda r: [5] + TARGETS[r][:1] + [6, 7], every),
+             "retriever": "sasrec", "fusion_weight": 0.5}
+    text = headline(pd.DataFrame([sasrec, fused, moved]))
+    line = next(x for x in text.splitlines() if x.startswith("| llm |"))
+    assert "**sasrec's own list** (weight 0: the LLM changed nothing)" in line
+    other = next(x for x in text.splitlines() if x.startswith("| llm2 |"))
+    assert "own list" not in other  # it changed the order: an LLM result

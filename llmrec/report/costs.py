@@ -103,6 +103,10 @@ ARCHS: dict[str, Arch] = {
     "EleutherAI/gpt-j-6b": Arch(6_053_381_344, 28, 4096, 16, 4096, 50400),
     "HuggingFaceTB/SmolLM2-135M-Instruct": Arch(134_515_008, 30, 576, 9, 192, 49152, True),
     "google/gemma-3-270m": Arch(268_098_176, 18, 640, 4, 256, 262144, True),
+    # as converted from their GGUF files: the output matrix is not tied to the input
+    # embeddings, so they hold more than the published 494 M and 1.54 B parameters
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct": Arch(630_167_424, 24, 896, 14, 128, 151936),
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": Arch(1_777_088_000, 28, 1536, 12, 256, 151936),
 }
 
 

@@ -261,6 +261,12 @@ def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
     ours = table[table["split"] == split].copy()
     ours = ours[ours["n_records"] == ours["n_records"].max()]  # every test record: comparable
     ours["label"] = ours["system"].astype(str) + " · " + ours["setting"].astype(str)
+    # a fusion whose chosen weight is 0 is its retriever's own list, not an LLM result
+    zero = pd.Series(False, index=ours.index)
+    for col in ("weight", "fusion_weight"):
+        if col in ours:
+            zero |= ours[col].fillna(-1) == 0
+    ours.loc[zero, "label"] += " (weight 0: " + ours.loc[zero, "retriever"].astype(str) + "'s own list)"
     ours = ours.sort_values("map_at_4", ascending=False)
     n = int(ours["n_records"].max()) if len(ours) else 0
     ours["source"] = f"ours ({split} split, all {n} test records, MAP@4, 95% CI)"

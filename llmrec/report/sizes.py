@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from llmrec.artifacts import read_jsonl
-from llmrec.evaluation.metrics import score_on
+from llmrec.evaluation.metrics import score_on, zero_hit_bound
 from llmrec.paths import in_repo
 from llmrec.report.published import MODEL_PARAMS
 
@@ -114,6 +114,14 @@ def baseline_band(table: pd.DataFrame, points: pd.DataFrame, split: str = "tempo
     return best
 
 
+def fmt_point(mean: float, low: float, high: float, n_records: float) -> str:
+    """``0.0313 [0.0260, 0.0368]``, or ``0 hits in 300 (< 0.0100)`` where no record had a hit
+    (the rule-of-three bound, not a zero-width interval)."""
+    if mean == 0 and high == 0 and n_records:
+        return f"0 hits in {int(n_records)} (< {zero_hit_bound(int(n_records)):.4f})"
+    return f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+
+
 def trend_sentences(points: pd.DataFrame, band: Mapping[str, Any] | None) -> list[str]:
     """One sentence per question: each size's MAP@4 with its interval, smallest first, and
     where the strongest baseline lies on the same records (numbers from the points only)."""
@@ -122,7 +130,7 @@ def trend_sentences(points: pd.DataFrame, band: Mapping[str, Any] | None) -> lis
         sub = points[points["question"] == question].sort_values("n_params")
         if sub.empty:
             continue
-        parts = [f"{r.model} {r.map_at_4:.4f} [{r.map_at_4_low:.4f}, {r.map_at_4_high:.4f}]"
+        parts = [f"{r.model} {fmt_point(r.map_at_4, r.map_at_4_low, r.map_at_4_high, r.n_records)}"
                  for r in sub.itertuples()]
         n = int(sub["n_records"].iloc[0])
         line = f"**{question}** (n={n}): " + "; ".join(parts)

@@ -173,6 +173,16 @@ def _paired(rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, 
     return f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
 
 
+def unchanged(rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
+              keep: Sequence[str]) -> bool:
+    """Whether ``rows`` score exactly ``reference``'s AP on every record of ``keep``: a
+    fusion whose chosen weight is 0 (or an LLM that never changed the order) is its
+    retriever, and a table must say so rather than show it as an LLM result."""
+    by_id = {x["record_id"]: x for x in rows}
+    ref = {x["record_id"]: x for x in reference}
+    return list(per_record([by_id[k] for k in keep])) == list(per_record([ref[k] for k in keep]))
+
+
 def _helper_of(metrics: Mapping[str, Any]) -> str | None:
     """The collaborative system a row builds on: its ``retriever`` (rerankers, the trained
     ranker, the fusion) or its ``prior`` (constrained generation with a prior)."""
@@ -225,9 +235,12 @@ def headline(table: pd.DataFrame, split: str = "temporal") -> str:
             elif strongest is not None:
                 diff = "(the strongest baseline here)"
             helper = _helper_of(metrics)
+            shown = setting
             if helper in by_name and not str(setting).startswith("baseline"):
                 own = f"{_paired(prows, by_name[helper][3], keep)} vs {helper}"
-            lines.append(f"| {system} | {setting} | {fmt_mean(metrics)} | {diff} | {own} | "
+                if unchanged(prows, by_name[helper][3], keep):
+                    shown = f"{setting}: **{helper}'s own list** (weight 0: the LLM changed nothing)"
+            lines.append(f"| {system} | {shown} | {fmt_mean(metrics)} | {diff} | {own} | "
                          f"{fmt(metrics.get('hallucination_rate'))} | "
                          f"{fmt(metrics.get('validity'))} |")
         lines.append("")
@@ -292,6 +305,30 @@ def key_table(table: pd.DataFrame) -> str:
             "[docs/answer.md](docs/answer.md).\n")
 
 
+def size_block(table: pd.DataFrame) -> str:
+    """The README's size-trend block: the figure, one line per question (every size's MAP@4
+    with its interval and the strongest baseline on the same records), and what the trend
+    can and cannot show (:mod:`llmrec.report.sizes`)."""
+    from llmrec.report.sizes import FAMILIES, baseline_band, size_points, trend_sentences
+
+    points = size_points(table)
+    if points.empty:
+        return "(no model has answered chapter 10's questions yet)\n"
+    band = baseline_band(table, points)
+    models = sorted(points["model"].unique(), key=lambda m: points.loc[points["model"] == m, "n_params"].iloc[0])
+    families = sorted({FAMILIES.get(m, m) for m in models})
+    smallest_blog = min(BLOG_RESULTS, key=lambda r: r["n_params"])
+    ratio = smallest_blog["n_params"] / points["n_params"].max()
+    lines = ["![MAP@4 by model size, one panel per question](reports/figures/size_trend.png)", ""]
+    lines += [f"- {s}" for s in trend_sentences(points, band)]
+    lines += ["", f"What the trend can show: {len(models)} models ({', '.join(models)}), asked the same "
+              "questions on the same records, so a difference between two sizes is paired. What it "
+              f"cannot show: the models are of {len(families)} families ({'; '.join(families)}) and "
+              f"differ in more than size, the largest holds {ratio:.0f} times fewer parameters than the "
+              f"blog's smallest ({smallest_blog['model']}), and the blog's points were scored on its own split with its own matching and K."]
+    return "\n".join(lines) + "\n"
+
+
 def quoted_numbers(text: str) -> list[str]:
     """The decimals a text quotes (``0.0197``, ``0.021``): what a reader takes as results."""
     return re.findall(r"(?<![\d.])0\.\d{3,4}(?!\d)", text)
@@ -316,8 +353,10 @@ def write_summaries(table: pd.DataFrame, reports_out: Path, root: Path | None = 
     if root is not None:
         readme, page = root / "README.md", root / "docs" / "answer.md"
         chapters = chapter_index(reports_out / "notebooks", root)
-        atomic_write_text(readme, with_block(with_block(readme.read_text(encoding="utf-8"),
-                                                        "key-table", key_table(table)),
-                                             "chapters", chapters))
+        text_readme = readme.read_text(encoding="utf-8")
+        text_readme = with_block(with_block(text_readme, "key-table", key_table(table)), "chapters", chapters)
+        if "<!-- size-trend:start -->" in text_readme:
+            text_readme = with_block(text_readme, "size-trend", size_block(table))
+        atomic_write_text(readme, text_readme)
         atomic_write_text(page, with_headline(page.read_text(encoding="utf-8"), text))
     return text
