@@ -11,6 +11,10 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= $(if $(findstring +,$(TORCH_SPEC)),https://download.pytorch.org/whl/$(lastword $(subst +, ,$(TORCH_SPEC))))
 PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
+# The published run at full strength (profile paper): hours on 2 cores, resumable: each
+# completed chapter is kept and merged into reports/; rerun to go on (docs/running.md).
+PAPER_PARAMS ?= params/smollm2-135m-paper.yaml params/gemma3-270m-paper.yaml \
+                params/qwen2.5-coder-0.5b.yaml params/qwen2.5-coder-1.5b.yaml
 PYTEST_ARGS ?=
 # Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
 JOBS   ?= 2
@@ -21,7 +25,7 @@ CHROMIUM ?= /usr/bin/chromium
 # kernel stay; the language details a kernel adds on save (version, lexer ...) go too.
 NBSTRIPOUT := -m nbstripout --keep-id --extra-keys '$(addprefix metadata.language_info.,codemirror_mode file_extension mimetype nbconvert_exporter pygments_lexer version)'
 
-.PHONY: setup report test lint lab git-filters clean-venv
+.PHONY: setup report paper test lint lab git-filters clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +56,10 @@ $(CHROMIUM):
 report: setup
 	$(PY) -m llmrec assets fetch movielens-100k
 	$(PY) -m llmrec report --jobs $(JOBS) $(PARAMS)
+
+paper: setup
+	$(PY) -m llmrec assets fetch movielens-100k
+	LLMREC_THREADS=$$(nproc) $(PY) -m llmrec report --jobs 1 $(PAPER_PARAMS)
 
 test: setup $(CHROMIUM)
 	$(PY) -m llmrec assets fetch movielens-100k

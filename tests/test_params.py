@@ -14,7 +14,8 @@ from llmrec.report.params import SCHEMA, load_params, validate
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 FILES = sorted(PARAMS_DIR.glob("*.yaml"))
 EXPECTED = {"smollm2-135m", "gemma3-270m", "llama-7b", "llama-13b", "llama-30b", "llama-65b",
-            "gpt-j-6b", "smoke"}
+            "gpt-j-6b", "smoke", "smollm2-135m-paper", "gemma3-270m-paper", "qwen2.5-coder-0.5b",
+            "qwen2.5-coder-1.5b"}
 
 
 def test_the_expected_files_exist():
@@ -29,6 +30,19 @@ def test_every_params_file_validates(path):
     assert params["name"] == path.stem  # the run folder is named after the file
     for key, value in raw.items():
         assert params[key] == value
+
+
+def test_the_paper_files_ask_every_model_on_the_same_records():
+    """The size axis is paired: every paper-profile file scores the same seeded sample
+    (eval_limit and seed), on the same split, with the same decoding budget."""
+    papers = [load_params(PARAMS_DIR / f"{stem}.yaml") for stem in (
+        "smollm2-135m-paper", "gemma3-270m-paper", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")]
+    assert {p["profile"] for p in papers} == {"paper"}
+    for key in ("eval_limit", "seed", "splits", "max_new_tokens", "n_shots", "matcher"):
+        assert len({str(p[key]) for p in papers}) == 1, key
+    assert papers[0]["eval_limit"] >= 300
+    for p in papers[2:]:
+        assert p["chapters"] == ["10"] and p["dtype"] == "float32"
 
 
 def test_blog_models_name_their_hub_id_and_gpu():
@@ -189,9 +203,9 @@ BAD_VALUES = [
     ("device", "gpu", "'gpu'", ["auto", "cpu", "cuda"]),
     ("curve", [128, 0], "0", [">= 1", "null for all"]),
     ("curve", [-5], "-5", [">= 1", "null for all"]),
-    ("chapters", ["10"], "'10'", ["01_data", "09_llm_as_encoder"]),
+    ("chapters", ["11"], "'11'", ["01_data", "10_model_size"]),
     ("chapters", ["02", "lora"], "'lora'", ["01_data", "08_llm_with_cf"]),
-    ("chapters", [10], "10", ["01_data", "09_llm_as_encoder"]),
+    ("chapters", [11], "11", ["01_data", "10_model_size"]),
     ("chapters", [], "[]", ["null for all"]),
 ]
 

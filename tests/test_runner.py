@@ -99,7 +99,7 @@ def test_chapter_selection():
     assert {"05_baselines", "08_llm_with_cf"} <= set(missing)
 
 
-@pytest.mark.parametrize("wrong", ["99", "zero_shto", "10"])
+@pytest.mark.parametrize("wrong", ["99", "zero_shto", "11"])
 def test_a_chapter_that_does_not_exist_is_an_error_before_any_work(tmp_path, fake_chapters, wrong):
     folder, files = fake_chapters
     with pytest.raises(LlmrecError, match=f"no chapter '{wrong}'.*01_data"):
