@@ -227,7 +227,9 @@ def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml1
     """The multi-GPU command of the README, on two CPU processes (torch DDP over gloo).
 
     ``accelerate launch --cpu`` starts one process (more need MPI), so this uses the launcher
-    a multi-GPU machine uses (``--multi_gpu``: torchrun) with ``device: cpu`` in the file."""
+    a multi-GPU machine uses (``--multi_gpu``: torchrun) with ``device: cpu`` in the file.
+    With ``--keep``: the processes wait for the first one's restore in the same process
+    group (once, each trained alone: a group set up without ``cpu``)."""
     import json
     import os
     import subprocess
@@ -245,7 +247,8 @@ def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml1
            "PYTHONPATH": os.pathsep.join([str(repo_root()), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "llmrec", "train", "--params", str(params)]
+           "--dynamo_backend", "no", "-m", "llmrec", "train", "--params", str(params),
+           "--keep", str(tmp_path / "keep")]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - start
@@ -256,6 +259,8 @@ def test_accelerate_launch_trains_on_two_processes(tiny_model_dir, tmp_path, ml1
     assert result["steps"] == 4 and [h["epoch"] for h in result["history"]] == [0, 1, 2]
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert not list(run_dir.glob(".tmp-adapter-*"))  # one adapter, written by the first process
+    kept = tmp_path / "keep" / "ddp" / "temporal"
+    assert (kept / "train_result.json").is_file() and (kept / "checkpoints" / "step-00000004").is_dir()
     assert [line for line in done.stdout.splitlines() if line.startswith("done:")] == [
         f"done: 4 steps on 2 process(es), loss {result['step_log'][0]['loss']:.4f} -> "
         f"{result['step_log'][-1]['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s, "

@@ -25,18 +25,22 @@ from llmrec.llm.prompt_variants import with_n_inputs
 from llmrec.llm.prompts import blog_examples, build_prompts, shots_from_records
 from llmrec.llm.train import (
     PROFILES,
+    TrainingPaused,
     config_for,
     default_out_dir,
     history_frame,
+    kept_dir,
     load_tuned,
+    restore_state,
+    save_state,
     train_lora,
 )
 
 __all__ = [
-    "CURVES", "PRESETS", "PROFILES", "VARIANTS", "candidate_layers", "blog_examples", "build_prompts", "config_for",
-    "curve_table", "default_out_dir", "generate", "history_frame", "item_embeddings", "item_texts", "label", "load_model",
+    "CURVES", "PRESETS", "PROFILES", "TrainingPaused", "VARIANTS", "candidate_layers", "blog_examples", "build_prompts", "config_for",
+    "curve_table", "default_out_dir", "generate", "history_frame", "item_embeddings", "item_texts", "kept_dir", "label", "load_model",
     "load_tokenizer", "load_tuned", "nearest", "parse_completion", "point_rows", "process_memory",
-    "resolve_model",
+    "resolve_model", "restore_state", "save_state",
     "setting_for", "shots_from_records", "train_curve", "train_lora", "training_pairs",
     "with_n_inputs",
 ]

@@ -20,7 +20,19 @@ history) at the end of every epoch and every ``save_every_steps`` steps, written
 temporary folder then renamed; rerunning the same command resumes from the last checkpoint,
 and a finished run is a no-op returning its stored result; a NaN or exploding loss stops
 with an :class:`LlmrecError` naming the step and keeps the last good checkpoint; Ctrl-C
-keeps the last checkpoint too.
+keeps the last checkpoint too. A time budget (``max_minutes``, ``--max-minutes``) ends a
+session cleanly: past it, the step under way finishes, a checkpoint is written and
+:class:`TrainingPaused` says where (the command exits with code 3; under ``accelerate
+launch``, torchrun reports each process's 3 as a failure and exits with 1); the same command
+continues, and a run paused any number of times ends with the weights and losses of one
+never paused. A run longer than a machine's life (hours of the ``paper`` profile on 2 cores,
+sessions of a few hours on fresh machines) keeps its state in the repository:
+``--keep reports/training`` copies the last checkpoint, ``train_config.json`` and, once
+there, the adapters and ``train_result.json`` into ``reports/training/<name>/<split>/``
+after every session (:func:`save_state`) and back into an ``out_dir`` that holds less (a fresh
+machine's) before the next (:func:`restore_state`); each copy is built in a temporary folder,
+then renamed into place, and a kept state of another run is refused, not resumed. A
+finished run's stored result names the adapter where it is now, not where it trained.
 
 Only the answer tokens are scored by default (prompt tokens get label -100, alpaca-lora's
 ``train_on_inputs=False``); ``train_on_inputs=True`` trains on the whole text.
@@ -76,7 +88,10 @@ class TrainConfig:
     ``validations_per_epoch``: validation passes per epoch, at evenly spaced steps (the last
     at the epoch's end). ``patience``: early stopping: stop after this many validations in a
     row without a lower validation loss, and keep the adapter of the lowest one (None: train
-    every epoch and keep the last adapter).
+    every epoch and keep the last adapter). ``max_minutes``: this session's time budget: once
+    the session's wall time passes it, the step under way finishes, a checkpoint is written
+    and :class:`TrainingPaused` is raised (None: no budget); it does not change the result,
+    so a rerun with another budget, or none, resumes the same run.
     """
 
     r: int = 8
@@ -104,6 +119,7 @@ class TrainConfig:
     max_loss: float = 100.0
     patience: int | None = None
     validations_per_epoch: int = 1
+    max_minutes: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,7 +156,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that do not change the result: a rerun may change them and still resume.
-_NOT_SEMANTIC = {"save_every_steps", "keep_checkpoints", "max_loss"}
+_NOT_SEMANTIC = {"save_every_steps", "keep_checkpoints", "max_loss", "max_minutes"}
 
 
 def _field_types(f: dataclasses.Field) -> tuple[tuple[type, ...], bool]:
@@ -191,6 +207,9 @@ def config_for(profile: str = "cpu", **overrides: Any) -> TrainConfig:
     for key in ("max_grad_norm", "max_loss"):  # .inf switches clipping / the loss guard off
         if not getattr(config, key) > 0:  # NaN fails too
             raise LlmrecError(f"lora option {key!r} must be above 0 (.inf: no limit), got {getattr(config, key)}")
+    if config.max_minutes is not None and not config.max_minutes > 0:  # NaN fails too
+        raise LlmrecError(f"lora option 'max_minutes' must be null (no budget) or minutes above 0, "
+                          f"got {config.max_minutes}")
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
         raise LlmrecError(f"lora option 'weight_decay' must be 0 or more, got {config.weight_decay}")
     if not 0 <= config.dropout < 1:  # NaN fails too
@@ -253,6 +272,23 @@ class TrainResult:
     @property
     def final_loss(self) -> float | None:
         return self.step_log[-1]["loss"] if self.step_log else None
+
+
+class TrainingPaused(LlmrecError):
+    """The session's time budget (``max_minutes``) ran out: the run stopped after a step,
+    with a checkpoint of it, and the same command continues it.
+
+    Its message is one line: the step reached out of the total, the minutes the session
+    took, the checkpoint, and "rerun the same command to continue". ``step``, ``total``,
+    ``minutes`` and ``checkpoint`` carry the same for code (the ``train`` command exits
+    with code 3 on it, after keeping the state with ``--keep``).
+    """
+
+    def __init__(self, step: int, total: int, minutes: float, checkpoint: Path) -> None:
+        self.step, self.total, self.minutes, self.checkpoint = step, total, minutes, checkpoint
+        super().__init__(f"training paused at step {step} of {total} after {minutes:.1f} minutes "
+                         f"(the lora.max_minutes budget); checkpoint in {checkpoint}; "
+                         "rerun the same command to continue")
 
 
 # ---------------------------------------------------------------- data: text pairs -> tokens
@@ -487,16 +523,28 @@ def _run_key(model_name: str, config: TrainConfig, fingerprint: str) -> dict[str
     return {"model_name": str(model_name), "config": cfg, "data_fingerprint": fingerprint}
 
 
-def _check_same_run(stored: Mapping[str, Any], key: Mapping[str, Any], out_dir: Path) -> None:
+def _check_same_run(stored: Mapping[str, Any], key: Mapping[str, Any], out_dir: Path,
+                    fix: str = "pass another --out (out_dir) or delete that folder") -> None:
     for name in ("model_name", "data_fingerprint"):
         if stored.get(name) != key[name]:
             raise LlmrecError(f"{out_dir} holds a training run with a different {name.replace('_', ' ')}; "
-                              "pass another --out (out_dir) or delete that folder")
+                              f"{fix}")
     old = {k: v for k, v in stored.get("config", {}).items() if k not in _NOT_SEMANTIC}
     for name, value in key["config"].items():
         if old.get(name) != value:
             raise LlmrecError(f"{out_dir} holds a training run with {name}={old.get(name)!r}, not "
-                              f"{value!r}; pass another --out (out_dir) or delete that folder")
+                              f"{value!r}; {fix}")
+
+
+def run_key(model_name: str, train_examples: Sequence[Mapping[str, Any]],
+            valid_examples: Sequence[Mapping[str, Any]], config: TrainConfig) -> dict[str, Any]:
+    """What makes two trainings the same run (model, the options that change the result, the
+    fingerprint of the records drawn), as :func:`train_lora` stores it in
+    ``train_config.json``: lets :func:`restore_state` refuse a kept state of another run
+    before hours are spent, without loading the model."""
+    train_pairs = _subset(training_pairs(train_examples), config.max_train_records, config.seed)
+    valid_pairs = _subset(training_pairs(valid_examples), config.max_valid_records, config.seed)
+    return _run_key(model_name, config, _fingerprint(train_pairs + valid_pairs))
 
 
 def _fingerprint(pairs: Sequence[Mapping[str, str]]) -> str:
@@ -586,6 +634,8 @@ def train_lora(
     pass only the split's training part here, its validation part as ``valid_examples``.
     Resumes from the last checkpoint in ``out_dir``; returns the stored result when the run
     there has finished. ``callback(step, loss)`` is called after every optimizer step.
+    Raises :class:`TrainingPaused` when the session passes ``config.max_minutes``, after
+    the step under way and its checkpoint.
     """
     import torch
     from accelerate import Accelerator
@@ -607,7 +657,7 @@ def train_lora(
         stored = read_json(result_path)
         _check_same_run(stored, key, out_dir)
         print(f"training already finished in {out_dir}: returning the stored result")
-        return TrainResult(**stored)
+        return _stored_result(stored, out_dir)
 
     session_start = time.perf_counter()
     # accelerate keeps one process-wide state; a notebook or test may train again with
@@ -688,6 +738,17 @@ def train_lora(
                              config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
+    def out_of_time() -> bool:
+        """Past the session's budget? Under several processes, one past it stops them all
+        at the same step (each would otherwise wait for the others at the next one)."""
+        if config.max_minutes is None:
+            return False
+        over = time.perf_counter() - session_start > config.max_minutes * 60
+        if world > 1:
+            over = bool(accelerator.reduce(torch.tensor(float(over), device=device),
+                                           reduction="sum") > 0)
+        return over
+
     wall_before = state["wall_seconds"]
     n_micro = 0  # training micro-batches this process ran
     model.train()
@@ -759,10 +820,20 @@ def train_lora(
                                         config.epochs)
                         stop = stop or state["stopped_early"]
                     checkpoint()
+                    saved = True
                 elif config.save_every_steps and step_no % config.save_every_steps == 0:
                     checkpoint()
+                    saved = True
+                else:
+                    saved = False
                 if stop:
                     break
+                if out_of_time():
+                    if not saved:
+                        checkpoint()
+                    minutes = (time.perf_counter() - session_start) / 60
+                    last = out_dir / "checkpoints" / f"step-{step_no:08d}"
+                    raise TrainingPaused(step_no, total_steps, minutes, last)
     except KeyboardInterrupt:
         last = _checkpoints(out_dir)
         where = f"{last[-1]} (step {last[-1].name.split('-')[1].lstrip('0') or 0})" if last else "none yet"
@@ -812,7 +883,15 @@ def load_result(out_dir: str | Path) -> TrainResult:
     if not path.is_file():
         raise LlmrecError(f"no finished training run in {out_dir} ({RESULT_FILE} missing); "
                           "run `python -m llmrec train` or notebook 04 first")
-    return TrainResult(**read_json(path))
+    return _stored_result(read_json(path), Path(out_dir))
+
+
+def _stored_result(stored: Mapping[str, Any], out_dir: Path) -> TrainResult:
+    """A stored result whose paths are those of ``out_dir`` as it is now: a run restored from
+    a kept state (:func:`restore_state`) or moved was trained in another folder, perhaps on
+    another machine, and its adapter is the one beside the result."""
+    return TrainResult(**{**stored, "out_dir": str(out_dir),
+                          "adapter_dir": str(out_dir / "adapter")})
 
 
 def history_frame(result: TrainResult | str | Path):
@@ -829,6 +908,148 @@ def history_frame(result: TrainResult | str | Path):
             for h in result.history for part in ("train", "valid")
             if h[f"{part}_loss"] is not None]
     return pd.DataFrame(rows, columns=["epoch", "step", "part", "loss"])
+
+
+# ---------------------------------------------------------------- keeping the state elsewhere
+#
+# A long run outlives the machine it started on: the ``train`` command's ``--keep DIR`` copies
+# what resuming needs out of ``out_dir`` after every session and back before the next one.
+
+
+def kept_dir(keep: str | Path, name: str, split: str) -> Path:
+    """Where ``--keep DIR`` keeps the state of the run ``name`` on ``split``: ``DIR/<name>/<split>``."""
+    return Path(keep) / name / split
+
+
+def _progress(folder: Path) -> tuple[bool, int]:
+    """How far the run in ``folder`` got: (finished, its last checkpoint's step, -1 for none)."""
+    done = _checkpoints(folder)
+    return (folder / RESULT_FILE).is_file(), int(done[-1].name.split("-")[1]) if done else -1
+
+
+def _state_items(folder: Path) -> list[Path]:
+    """What a kept state holds, in the order it is put in place: the last checkpoint (older
+    ones add nothing to a resume), the run's config, the adapters when present, and the
+    result last, since its presence marks the run finished (a crash before it leaves an
+    unfinished run, which resumes)."""
+    done = _checkpoints(folder)
+    items = [done[-1]] if done else []
+    items += [folder / n for n in ("train_config.json", "adapter", BEST_ADAPTER, RESULT_FILE)]
+    return [p for p in items if p.exists()]
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Put ``new`` (file or folder) at ``final`` by renames: a folder there is renamed aside
+    and deleted after, so ``final`` is at every moment the old whole or the new whole."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    aside = final.parent / f".old-{final.name}-{os.getpid()}"
+    if final.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(new, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _leftovers(saved: Path, kind: str) -> list[Path]:
+    """The ``.<kind>-<name>-<pid>`` folders beside ``saved`` (``old``: renamed aside, ``tmp``:
+    being built) that a save cut off left behind."""
+    return [p for p in saved.parent.glob(f".{kind}-{saved.name}-*")
+            if p.name.rsplit("-", 1)[0] == f".{kind}-{saved.name}" and p.name.rsplit("-", 1)[1].isdigit()]
+
+
+def _kept_source(saved: Path) -> Path | None:
+    """The kept state at ``saved``; a save cut off between its two renames leaves it beside,
+    as ``.old-<name>-<pid>``, and that one is taken then."""
+    found = [p for p in [saved, *_leftovers(saved, "old")]
+             if p.is_dir() and _progress(p) > (False, -1)]
+    return max(found, key=_progress) if found else None
+
+
+def _same_run_files(a: Path, b: Path) -> bool:
+    """Whether two folders' ``train_config.json`` describe the same run (True when either has none)."""
+    if not ((a / "train_config.json").is_file() and (b / "train_config.json").is_file()):
+        return True
+    other = read_json(b / "train_config.json")
+    key = {**other, "config": {k: v for k, v in other.get("config", {}).items() if k not in _NOT_SEMANTIC}}
+    try:
+        _check_same_run(read_json(a / "train_config.json"), key, a)
+    except LlmrecError:
+        return False
+    return True
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _describe(step: int, finished: bool, size: int) -> str:
+    return f"step {step}, {'finished' if finished else 'unfinished'}, {size / 2**20:.2f} MiB"
+
+
+def restore_state(saved: str | Path, out_dir: str | Path,
+                  key: Mapping[str, Any] | None = None) -> str | None:
+    """Copy the kept state at ``saved`` (:func:`save_state`) into ``out_dir`` when it is
+    further on than what ``out_dir`` holds (nothing, on a fresh machine); returns the line
+    saying what was restored, or None when nothing was.
+
+    ``key`` (:func:`run_key`): the run about to train; a kept state of another run raises a
+    one-line :class:`LlmrecError` instead of being resumed or overwritten. A state ``out_dir``
+    already holds of another run is left alone (:func:`train_lora` then names it). Each
+    item is copied into a temporary folder inside ``out_dir`` and renamed into place, the
+    result last: an interrupted restore leaves a run that resumes, or restores again.
+    """
+    saved, out_dir = Path(saved), Path(out_dir)
+    source = _kept_source(saved)
+    if source is None:
+        return None
+    if key is not None and (source / "train_config.json").is_file():
+        _check_same_run(read_json(source / "train_config.json"), key, source,
+                        fix="delete that folder to start afresh, or pass another --keep")
+    if _progress(source) <= _progress(out_dir) or not _same_run_files(source, out_dir):
+        return None
+    items = _state_items(source)
+    tmp = out_dir / f".tmp-restore-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for item in items:
+        rel = item.relative_to(source)
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / rel)
+    for item in items:
+        rel = item.relative_to(source)
+        _swap_in(tmp / rel, out_dir / rel)
+    shutil.rmtree(tmp, ignore_errors=True)
+    finished, step = _progress(source)
+    return f"restored the kept training state ({_describe(step, finished, _size(source))}) from {source} into {out_dir}"
+
+
+def save_state(out_dir: str | Path, saved: str | Path) -> str | None:
+    """Keep the state of the run in ``out_dir`` at ``saved`` (e.g. ``reports/training/<name>/<split>``,
+    committed): what resuming it or using its result needs, and no more: the last
+    checkpoint only, ``train_config.json``, and ``adapter/``, the best adapter and
+    ``train_result.json`` when present. Returns the line saying what was kept, or None
+    when there was nothing to keep (no checkpoint yet) or ``saved`` holds the same run
+    further on; either way the state at ``saved`` stays as it was.
+
+    Built in a temporary folder beside ``saved``, then renamed into place (the old one
+    renamed aside first and deleted after): a crash never leaves half a state there.
+    """
+    out_dir, saved = Path(out_dir), Path(saved)
+    finished, step = _progress(out_dir)
+    if (finished, step) == (False, -1):
+        return None
+    before = _kept_source(saved)
+    if before is not None and _progress(before) > (finished, step) and _same_run_files(before, out_dir):
+        return None
+    tmp = saved.parent / f".tmp-{saved.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for item in _state_items(out_dir):
+        rel = item.relative_to(out_dir)
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / rel)
+    _swap_in(tmp, saved)
+    for left in [*_leftovers(saved, "old"), *_leftovers(saved, "tmp")]:
+        shutil.rmtree(left, ignore_errors=True)  # what saves cut off earlier left behind
+    return f"kept the training state ({_describe(step, finished, _size(saved))}) in {saved}"
 
 
 # ---------------------------------------------------------------- CLI

@@ -3,7 +3,10 @@
 ``python -m llmrec train --params FILE`` (the LoRA adapter chapter 4 evaluates) and
 ``python -m llmrec curve FILE`` (the learning curve's adapters): each reads a parameter
 file (:mod:`llmrec.report.params`) and calls the training code of :mod:`llmrec.llm`, which
-knows nothing of parameter files. Both resume when rerun.
+knows nothing of parameter files. Both resume when rerun. ``train --max-minutes M`` ends a
+session cleanly after M minutes (exit code 3: rerun to continue) and ``train --keep DIR``
+keeps the run's state in ``DIR`` (committed, it survives the machine), so that a training
+longer than a working session is made in sessions, on fresh machines too.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from typing import Any
 from llmrec.data.movielens import load_movielens
 from llmrec.data.records import build_records, split_records, to_alpaca
 from llmrec.llm.learning_curve import CURVE_STYLE, train_curve
-from llmrec.llm.train import PROFILES, config_for, default_out_dir, train_lora
+from llmrec.llm.train import (
+    PROFILES,
+    TrainingPaused,
+    config_for,
+    default_out_dir,
+    kept_dir,
+    restore_state,
+    run_key,
+    save_state,
+    train_lora,
+)
 from llmrec.paths import in_repo, runs_dir
 from llmrec.report.params import SCHEMA, load_params
 
@@ -42,10 +55,34 @@ def lora_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params["lora"].items() if own.get(k) != v}
 
 
+#: The ``train`` command's exit code when the time budget paused the run (0: finished).
+PAUSED = 3
+
+
+def _keep(out: Path, saved: Path | None) -> None:
+    """Copy the run's state out to ``--keep``'s folder, saying what was kept."""
+    if saved is not None:
+        print(save_state(out, saved) or f"nothing new to keep in {saved}")
+
+
+def _wait_for_everyone(device: str) -> None:
+    """Under ``accelerate launch``: the other processes wait until the first one has
+    restored the kept state, before any of them looks for a checkpoint. The process group
+    is set up as :func:`~llmrec.llm.train.train_lora`'s ``Accelerator`` will find it
+    (``cpu`` for ``device: cpu``: without it, a machine without CUDA sets up no group and
+    each process would train alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=device == "cpu").wait_for_everyone()
+
+
 def _cli_train(args: Any) -> int:
     params = load_params(args.params, check_hardware=True)
     profile = args.profile or params["profile"]
     lora = lora_overrides(params) if args.profile else params["lora"]
+    if args.max_minutes is not None:
+        lora = {**lora, "max_minutes": args.max_minutes}
     config = config_for(profile, seed=params["seed"], quantization=params["quantization"], **lora)
     train, valid, _ = split_examples(params, args.split)
     run_dir = params["run_dir"]
@@ -57,9 +94,26 @@ def _cli_train(args: Any) -> int:
         print(f"training {params['model']} on the {args.split} split ({len(train)} training, "
               f"{len(valid)} validation records; profile {profile}) into {out}")
         print(json.dumps(config.to_dict()))
-    result = train_lora(params["model"], train, valid, out, config, dtype=params["dtype"],
-                        device=params["device"])
+    saved = kept_dir(in_repo(args.keep), params["name"], args.split) if args.keep else None
+    if saved is not None:
+        if main:
+            line = restore_state(saved, out, run_key(params["model"], train, valid, config))
+            print(line or f"nothing to restore from {saved}")
+        _wait_for_everyone(params["device"])
+    try:
+        result = train_lora(params["model"], train, valid, out, config, dtype=params["dtype"],
+                            device=params["device"])
+    except TrainingPaused as paused:
+        if main:
+            _keep(out, saved)
+            print(paused)
+        return PAUSED
+    except KeyboardInterrupt:
+        if main:
+            _keep(out, saved)
+        raise
     if main:
+        _keep(out, saved)
         print(f"done: {result.steps} steps on {result.world_size} process(es), loss "
               f"{result.first_loss:.4f} -> {result.final_loss:.4f}, {result.tokens_per_s:.0f} "
               f"tokens/s, adapter in {result.adapter_dir}")
@@ -69,7 +123,10 @@ def _cli_train(args: Any) -> int:
 def add_train_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
-        description="Train a LoRA adapter; rerun the same command to resume. Several GPUs: "
+        description="Train a LoRA adapter; rerun the same command to resume. A run longer than "
+                    "a working session: --max-minutes 100 --keep reports/training, then git add "
+                    "reports/training (the state outlives the machine); rerun, on any machine, "
+                    "until it exits with 0 (3: paused, rerun to continue). Several GPUs: "
                     "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
     p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
     p.add_argument("--split", default="temporal", choices=["temporal", "blog"])
@@ -78,6 +135,18 @@ def add_train_cli(subparsers: Any) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: the file's run_dir, else runs/<name>, where "
                         "`python -m llmrec report` then finds the trained adapter)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="this session's time budget (overrides lora.max_minutes): after M "
+                        "minutes the step under way finishes, a checkpoint is written and the "
+                        "command exits with code 3; rerun the same command to continue (same "
+                        "result as a run never paused)")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep the run's state in DIR/<name>/<split>/ (relative: the "
+                        "repository's; e.g. reports/training, then git add it): restored into "
+                        "the output folder before training when that holds less (a fresh "
+                        "machine), and after training stops (finished, paused or Ctrl-C) "
+                        "updated with the last checkpoint, train_config.json and, when present, "
+                        "the adapters and train_result.json")
     p.set_defaults(func=_cli_train)
 
 
