@@ -11,6 +11,7 @@ import pytest
 
 from llmrec.cli import main
 from llmrec.llm.learning_curve import CURVES
+from llmrec.profiles import PROFILES
 from llmrec.recommenders.constrained import PRIOR_WEIGHTS
 from llmrec.recommenders.ranker import ranker_config
 from llmrec.report.costs import (
@@ -195,7 +196,7 @@ def test_chapters_take_their_sizes_from_the_package():
         for use in uses:
             assert use in code and " = {" not in code.split(use)[0].rsplit("\n", 3)[-1]
     assert 'P["curve"]' in _code("04_lora_finetune.ipynb")  # train_curve: None is CURVES[profile]
-    assert set(SWEEPS) == set(SIZES) == set(RANKING) == set(CURVES) == {"smoke", "quick", "cpu", "long", "full"}
+    assert set(SWEEPS) == set(SIZES) == set(RANKING) == set(CURVES) == set(PROFILES)
 
 
 def test_ranker_config_is_chapter_8s():

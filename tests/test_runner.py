@@ -129,7 +129,7 @@ def test_a_stray_numbered_notebook_is_not_a_chapter(tmp_path, fake_chapters, cap
 
 
 def test_the_expected_chapters_are_the_notebooks():
-    assert CHAPTERS[-1] == "09_llm_as_encoder"
+    assert CHAPTERS[-1] == "10_model_size"
     assert [p.stem for p in notebooks_in(ROOT / "notebooks")] == CHAPTERS
 
 

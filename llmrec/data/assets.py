@@ -704,10 +704,11 @@ def _cmd_fetch(args) -> int:
 
 def _cmd_list(args) -> int:
     rows = list_assets()
-    print(f"{'name':<16} {'kind':<10} {'status':<15} {'size':>9}  path")
+    width = max(len("name"), *(len(r["name"]) for r in rows))
+    print(f"{'name':<{width}} {'kind':<10} {'status':<15} {'size':>9}  path")
     for r in rows:
         hint = f"  ({r['hint']})" if r["hint"] else ""
-        print(f"{r['name']:<16} {r['kind']:<10} {r['status']:<15} {_human(r['size']):>9}  "
+        print(f"{r['name']:<{width}} {r['kind']:<10} {r['status']:<15} {_human(r['size']):>9}  "
               f"{r['path']}{hint}")
     print(f"cache: {cache_dir()} ({_human(folder_size(cache_dir()))})")
     return 0

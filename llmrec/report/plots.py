@@ -266,7 +266,9 @@ def blog_vs_ours(table: pd.DataFrame, split: str | None = None):
     for col in ("weight", "fusion_weight"):
         if col in ours:
             zero |= ours[col].fillna(-1) == 0
-    ours.loc[zero, "label"] += " (weight 0: " + ours.loc[zero, "retriever"].astype(str) + "'s own list)"
+    if zero.any():
+        retriever = ours["retriever"] if "retriever" in ours else pd.Series("its retriever", index=ours.index)
+        ours.loc[zero, "label"] += " (weight 0: " + retriever[zero].astype(str) + "'s own list)"
     ours = ours.sort_values("map_at_4", ascending=False)
     n = int(ours["n_records"].max()) if len(ours) else 0
     ours["source"] = f"ours ({split} split, all {n} test records, MAP@4, 95% CI)"
