@@ -14,7 +14,8 @@ PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 # The published run at full strength (profile paper): hours on 2 cores, resumable: each
 # completed chapter is kept and merged into reports/; rerun to go on (docs/running.md).
 PAPER_PARAMS ?= params/smollm2-135m-paper.yaml params/gemma3-270m-paper.yaml \
-                params/qwen2.5-coder-0.5b.yaml params/qwen2.5-coder-1.5b.yaml
+                params/qwen2.5-coder-0.5b.yaml params/qwen2.5-coder-1.5b.yaml \
+                params/qwen2.5-coder-0.5b-lora.yaml params/qwen2.5-coder-1.5b-lora.yaml
 PYTEST_ARGS ?=
 # Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
 JOBS   ?= 2

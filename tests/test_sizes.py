@@ -24,7 +24,8 @@ from llmrec.report.sizes import PANELS, baseline_band, question_of, size_points,
     ("size/similarity-title", "encoder (similarity search)"),
     ("lora/greedy", "tuned (LoRA)"),
     ("lora-compact-all/greedy", "tuned (LoRA)"),
-    ("lora-compact-128/greedy", None),  # a learning-curve point: not the tuned model
+    ("lora-compact-128/greedy", "tuned (LoRA)"),  # a learning-curve point: one model's may be its best
+    ("lora-compact-128/beam4", None),
     ("lora/beam4", None),
     ("zero-shot-chat/greedy", None),  # chapter 2's row: another sample in the cpu profile
 ])
@@ -64,6 +65,9 @@ def test_points_share_their_records_and_the_band_is_rescored_on_them(tmp_path):
         _row(tmp_path, "smollm2-135m-long", "smollm2-135m", "lora-compact-all/greedy", sample,
              [1] * 2 + [0] * 38, train_records=3511),
         _row(tmp_path, "smollm2-135m-x", "smollm2-135m", "lora/greedy", sample, [0] * 40, train_records=32),
+        # a larger model's point of the learning curve is its tuned point
+        _row(tmp_path, "qwen2.5-coder-0.5b-lora", "qwen2.5-coder-0.5b", "lora-compact-1024/greedy", sample,
+             [1] + [0] * 39, train_records=1024),
         # a model without a known size is no point
         _row(tmp_path, "tiny", "tiny-llama", "size/zero-shot/greedy", sample, [1] * 40),
         # the common run's baselines on every record (the sample and more)
@@ -77,7 +81,7 @@ def test_points_share_their_records_and_the_band_is_rescored_on_them(tmp_path):
     assert set(points["n_records"]) == {40}  # the preview's 10-record row is left out
     assert sorted(points["model"].unique()) == ["gemma3-270m", "qwen2.5-coder-0.5b", "smollm2-135m"]
     tuned = points[points["question"] == "tuned (LoRA)"]
-    assert list(tuned["train_records"]) == [3511]
+    assert list(tuned["train_records"]) == [3511, 1024]
     assert tuned["map_at_4"].iloc[0] == pytest.approx(2 * 0.25 / 40)
     assert set(points["n_params"]) == {134.5e6, 268e6, 494e6}
     band = baseline_band(table, points)
@@ -87,6 +91,9 @@ def test_points_share_their_records_and_the_band_is_rescored_on_them(tmp_path):
     zero = next(line for line in lines if line.startswith("**zero-shot**"))
     assert "(n=40)" in zero and "smollm2-135m 0 hits in 40 (< 0.0750)" in zero and f"gemma3-270m {0.25 / 40:.4f}" in zero
     assert "2 of 2 sizes below it" in zero
+    tuned_line = next(line for line in lines if line.startswith("**tuned (LoRA)**"))
+    assert "smollm2-135m 0.0125 [" in tuned_line and "(trained on 3,511 records)" in tuned_line
+    assert "(trained on 1,024 records)" in tuned_line and "trained on" not in zero
 
 
 def test_figure_has_a_panel_per_question_and_says_where_none_ran(tmp_path):

@@ -31,9 +31,10 @@ QUESTIONS = {"zero-shot": "zero-shot", "few-shot": "few-shot",
              "similarity": "encoder (similarity search)"}
 PANELS = ("zero-shot", "few-shot", "tuned (LoRA)", "scorer of SASRec's top 20",
           "encoder (similarity search)")
-#: A tuned model's greedy list (chapter 4's settings; the learning curve's points carry a
-#: record count and are left out: ``lora-compact-all`` is the curve's point on every record).
-_TUNED = re.compile(r"^lora(-compact-all|-alpaca-all)?/greedy$")
+#: A tuned model's greedy list: chapter 4's settings, the learning curve's points included
+#: (``lora-compact-1024``: a model too slow to train on every record here reaches its point
+#: on the curve); of a model's tuned rows, the one trained on the most records is its point.
+_TUNED = re.compile(r"^lora(-(compact|alpaca)-(all|\d+))?/greedy$")
 #: The families the models belong to (the trend is read with them: they differ in more than size).
 FAMILIES = {"smollm2-135m": "SmolLM2 (instruct)", "gemma3-270m": "Gemma 3 (base)",
             "qwen2.5-coder-0.5b": "Qwen2.5-Coder (code, instruct)",
@@ -131,6 +132,8 @@ def trend_sentences(points: pd.DataFrame, band: Mapping[str, Any] | None) -> lis
         if sub.empty:
             continue
         parts = [f"{r.model} {fmt_point(r.map_at_4, r.map_at_4_low, r.map_at_4_high, r.n_records)}"
+                 + (f" (trained on {int(r.train_records):,} records)"
+                    if question == QUESTIONS["tuned"] and pd.notna(r.train_records) else "")
                  for r in sub.itertuples()]
         n = int(sub["n_records"].iloc[0])
         line = f"**{question}** (n={n}): " + "; ".join(parts)
@@ -139,6 +142,7 @@ def trend_sentences(points: pd.DataFrame, band: Mapping[str, Any] | None) -> lis
             below = int((sub["map_at_4_high"] < band["map_at_4_low"]).sum())
             line += (f". {band['system']} on the same records: {band['map_at_4']:.4f} "
                      f"[{band['map_at_4_low']:.4f}, {band['map_at_4_high']:.4f}]; "
-                     f"{below} of {len(sub)} sizes below it (intervals apart), {above} above")
+                     f"{below} of {len(sub)} {'size' if len(sub) == 1 else 'sizes'} below it "
+                     f"(intervals apart), {above} above")
         out.append(line + ".")
     return out
