@@ -45,6 +45,7 @@ from llmrec.paths import in_repo, runs_dir
 from llmrec.recommenders.base import Recommender
 from llmrec.recommenders.generation import FreeGeneration
 from llmrec.report import plots
+from llmrec.report.conclusion import BASELINES, conclusion_lines
 from llmrec.report.params import collect, common_params, records_for
 from llmrec.side_by_side import wait_for_common
 
@@ -300,3 +301,24 @@ class Chapter:
         fig = plots.failure_shares(fails, f"{title}, {self.P['name']}", FAILURE_COLUMNS)
         self.show(fig, "failures")
         return fails.groupby("setting")[FAILURE_COLUMNS].mean().mul(100).round(1)
+
+    def conclusion(self, rows: Sequence[Mapping[str, Any]] | None = None, heading: str = "") -> None:
+        """Show the chapter's conclusion, computed from ``rows`` (default: every row it
+        evaluated): one sentence per row, each on one sample, paired with the strongest
+        baseline re-scored on the same records (:mod:`llmrec.report.conclusion`)."""
+        from IPython.display import Markdown, display
+
+        chosen = list(self.rows if rows is None else rows)
+        scored = []
+        for metrics in chosen:
+            path = metrics.get("predictions")
+            if isinstance(path, str) and in_repo(path).is_file():
+                scored.append((metrics, read_jsonl(in_repo(path))))
+        wait_for_common(self.common_dir)
+        splits = {str(m["split"]) for m, _ in scored}
+        baselines = {split: {name: found for name in BASELINES
+                             if (found := load_rows(self.common_dir, name, "baseline", split))}
+                     for split in splits}
+        lines = conclusion_lines(scored, baselines)
+        display(Markdown("\n".join(([heading, ""] if heading else []) + (lines or ["(no row was scored)"]))))
+
