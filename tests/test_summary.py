@@ -3,11 +3,23 @@ records, paired differences from the strongest, zero hits shown with their bound
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from llmrec.artifacts import save_system_run
 from llmrec.evaluation.metrics import score
-from llmrec.report.summary import fmt_mean, headline, published_rows, with_headline
+from llmrec.paths import repo_root
+from llmrec.profiles import PUBLISHED_PARAMS
+from llmrec.report.results import read_timings
+from llmrec.report.summary import (
+    cost_block,
+    fmt_mean,
+    headline,
+    published_rows,
+    published_stages,
+    with_headline,
+)
 
 TARGETS = {f"{u}-0": [10 + u, 20 + u, 30 + u, 40 + u] for u in range(1, 7)}
 
@@ -65,3 +77,27 @@ def test_a_fusion_that_is_its_retriever_is_shown_as_such(tmp_path):
     assert "**sasrec's own list** (weight 0: the LLM changed nothing)" in line
     other = next(x for x in text.splitlines() if x.startswith("| llm2 |"))
     assert "own list" not in other  # it changed the order: an LLM result
+
+
+def test_the_cost_table_lists_every_stage_and_sums_the_done_ones():
+    timings = pd.DataFrame([{"run": "a", "chapter": "10_model_size", "minutes": 12.5,
+                             "finished_utc": "2026-12-07T10:00:00Z", "commit": "abc"},
+                            {"run": "b", "chapter": "10_model_size", "minutes": 7.0,
+                             "finished_utc": "2026-12-07T11:00:00Z", "commit": "def"},
+                            {"run": "other", "chapter": "02_zero_shot", "minutes": 99.0,
+                             "finished_utc": "x", "commit": "y"}])
+    text = cost_block(timings, [("a", "10_model_size"), ("a", "04_lora_finetune"), ("b", "10_model_size")])
+    assert "| a | 04_lora_finetune | not run yet | | |" in text
+    assert "| b | 10_model_size | 7.0 | 2026-12-07T11:00:00Z | def |" in text
+    assert "2 of 3 stages done, 19.5 wall minutes" in text  # a run outside the stages is not counted
+
+
+def test_the_published_stages_are_make_papers_files_and_the_readme_shows_their_times():
+    root = repo_root()
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    listed = re.search(r"PAPER_PARAMS \?=((?:[^\n]*\\\n)*[^\n]*)", makefile).group(1)
+    assert tuple(listed.replace("\\", " ").split()) == PUBLISHED_PARAMS
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- cost:start -->")[1].split("<!-- cost:end -->")[0]
+    assert block.strip() == cost_block(read_timings(root / "reports" / "timings.md"),
+                                       published_stages(root)).strip()

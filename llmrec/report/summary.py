@@ -329,6 +329,36 @@ def size_block(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_block(timings: pd.DataFrame, stages: Sequence[tuple[str, str]]) -> str:
+    """The README's cost table: the wall minutes of every stage (run, chapter) of the
+    published run, from ``timings`` (:func:`llmrec.report.results.read_timings`), in the order
+    ``make paper`` runs them; a stage with no completion marker yet is listed as such."""
+    done = {(r.run, r.chapter): r for r in timings.itertuples()}
+    lines = ["| run | chapter | wall minutes | finished (UTC) | commit |", "| --- | --- | --- | --- | --- |"]
+    minutes, n_done = 0.0, 0
+    for run, chapter in stages:
+        r = done.get((run, chapter))
+        if r is None:
+            lines.append(f"| {run} | {chapter} | not run yet | | |")
+            continue
+        minutes, n_done = minutes + float(r.minutes), n_done + 1
+        lines.append(f"| {run} | {chapter} | {float(r.minutes):.1f} | {r.finished_utc} | {r.commit} |")
+    lines += ["", f"{n_done} of {len(stages)} stages done, {minutes:.1f} wall minutes in all on 2 cores "
+              "(each chapter's completion marker; [reports/timings.md](reports/timings.md) has every "
+              "run, the preview's too)."]
+    return "\n".join(lines) + "\n"
+
+
+def published_stages(root: Path) -> list[tuple[str, str]]:
+    """The (run, chapter) stages of ``make paper``: :data:`llmrec.profiles.PUBLISHED_PARAMS`
+    planned as the runner plans them."""
+    from llmrec.profiles import PUBLISHED_PARAMS
+    from llmrec.report.runner import plan  # the runner imports this module
+
+    tasks, _ = plan([root / f for f in PUBLISHED_PARAMS], root / "runs", None, root / "notebooks")
+    return [(run, nb.stem) for run, _, _, nb in tasks]
+
+
 def quoted_numbers(text: str) -> list[str]:
     """The decimals a text quotes (``0.0197``, ``0.021``): what a reader takes as results."""
     return re.findall(r"(?<![\d.])0\.\d{3,4}(?!\d)", text)
@@ -357,6 +387,11 @@ def write_summaries(table: pd.DataFrame, reports_out: Path, root: Path | None = 
         text_readme = with_block(with_block(text_readme, "key-table", key_table(table)), "chapters", chapters)
         if "<!-- size-trend:start -->" in text_readme:
             text_readme = with_block(text_readme, "size-trend", size_block(table))
+        if "<!-- cost:start -->" in text_readme:
+            from llmrec.report.results import read_timings  # which imports this module
+
+            text_readme = with_block(text_readme, "cost", cost_block(read_timings(reports_out / "timings.md"),
+                                                                     published_stages(root)))
         atomic_write_text(readme, text_readme)
         atomic_write_text(page, with_headline(page.read_text(encoding="utf-8"), text))
     return text
