@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.comparison import paired_table
+from llmrec.evaluation.comparison import paired_table, seed_sentence, seed_spread
 from llmrec.evaluation.failures import year_counts
 from llmrec.evaluation.spine import record_fields
 from llmrec.llm.prompt_variants import with_n_inputs
@@ -55,3 +55,19 @@ def test_year_counts_per_title(ml100k):
     assert c["wrong_year"] == 3  # 1980, 2031 and 2005 are not these titles' years
     assert c["after_catalog"] == 2 and c["future"] == 1
     assert c["future_share"] == pytest.approx(0.25)
+
+
+def test_the_spread_across_seeds_stands_beside_the_first_seeds_interval():
+    rows = {0: {"n_records": 300, "map_at_4": 0.010, "map_at_4_low": 0.006, "map_at_4_high": 0.015, "validity": 1.0},
+            1: {"n_records": 300, "map_at_4": 0.014, "map_at_4_low": 0.009, "map_at_4_high": 0.020, "validity": 0.9},
+            2: {"n_records": 300, "map_at_4": 0.012, "map_at_4_low": 0.008, "map_at_4_high": 0.017, "validity": 1.0}}
+    table = seed_spread(rows)
+    assert list(table["seed"]) == ["0", "1", "2", "across seeds"]
+    across = table.iloc[-1]
+    assert across["map_at_4"] == pytest.approx(0.012) and across["sd"] == pytest.approx(0.002)
+    assert (across["least"], across["greatest"]) == (0.010, 0.014)
+    text = seed_sentence(table)
+    assert text.startswith("Across 3 training seeds on the same 300 records, MAP@4 runs from 0.0100 to 0.0140")
+    assert "the spread across seeds is smaller than the interval's width (0.0040 against 0.0090)" in text
+    with pytest.raises(LlmrecError, match="different numbers of records"):
+        seed_spread({0: rows[0], 1: {**rows[1], "n_records": 100}})

@@ -117,6 +117,15 @@ def test_prompt_style_and_curve_are_checked(tmp_path):
     assert long["profile"] == "long" and long["prompt_style"] == "compact"
 
 
+def test_lora_seeds_are_other_distinct_seeds():
+    assert validate({})["lora_seeds"] == [] and validate({"lora_seeds": [1, 2]})["lora_seeds"] == [1, 2]
+    for bad in ([0], [1, 1], [-1], [1.5], [True]):  # 0: the run's own seed
+        with pytest.raises(LlmrecError, match="'lora_seeds' lists") as err:
+            validate({"lora_seeds": bad})
+        assert "other than the run's seed (0)" in _one_line(err)
+    assert validate({"seed": 7, "lora_seeds": [0]})["lora_seeds"] == [0]
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(LlmrecError, match="not found"):
         load_params(tmp_path / "nope.yaml")

@@ -310,6 +310,7 @@ def test_smoke_report_end_to_end(tmp_path):
     assert len(ranker) == 1, settings
     retriever = ranker[0].removeprefix("lora-ranker-").removesuffix(f"/letters{suffix}")
     assert {f"lora-ranker-{retriever}/fused{suffix}", f"lora/constrained-greedy+{retriever}-prior"} <= settings
+    assert "lora-seed1/greedy" in settings  # chapter 4's adapter trained with the file's other seed
     # every executed chapter published beside the table, figures inline, small enough to browse
     published = sorted((reports / "notebooks").glob("*/*.ipynb"))
     assert {p.stem for p in published} == {p.stem for p in REAL}

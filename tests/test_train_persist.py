@@ -287,3 +287,42 @@ def test_train_keep_carries_a_run_through_fresh_machines_to_chapter_4(tiny_model
                        config, progress=False)
     assert again.finished_utc == result["finished_utc"] and again.steps == 4
     assert again.adapter_dir == str(run2 / "adapter")  # where it is now, not where it was trained
+
+
+def test_another_seed_trains_and_is_kept_in_a_folder_of_its_own(tiny_model_dir, tmp_path, ml100k, capsys):
+    """``train --seed N`` (one of a file's ``lora_seeds``): another training run (and, where
+    the profile samples the training records, as here, another sample of as many), in
+    ``seeds/<split>-seed<N>`` where chapter 4 looks for it, kept apart from the run's own
+    seed; the file's seed by name trains where it always does."""
+    from dataclasses import replace
+
+    from llmrec.cli import main
+    from llmrec.data.records import build_records, split_records
+    from llmrec.llm.learning_curve import training_pairs
+    from llmrec.llm.train import seed_dir
+
+    run = tmp_path / "run"
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: multi\nmodel: {tiny_model_dir}\nprofile: smoke\ndtype: float32\n"
+                    f"device: cpu\nsplits: [temporal]\nrun_dir: {run}\nlora_seeds: [3]\n"
+                    "lora: {max_train_records: 8, max_valid_records: 4, epochs: 1}\n")
+    keep = tmp_path / "training"
+    assert main(["train", "--params", str(path), "--seed", "3", "--keep", str(keep)]) == 0
+    out = capsys.readouterr().out
+    folder = seed_dir(run, "temporal", 3)
+    assert folder == run / "seeds" / "temporal-seed3" and f"into {folder}\n" in out
+    assert (folder / "adapter").is_dir() and not (run / "adapter").exists()
+    assert (keep / "multi" / "temporal-seed3" / "adapter").is_dir()
+    assert read_json(folder / "train_config.json")["config"]["seed"] == 3
+    assert main(["train", "--params", str(path), "--seed", "0"]) == 0  # the file's seed: the run folder
+    assert (run / "adapter").is_dir()
+    seeded, own = read_json(folder / "train_result.json"), read_json(run / "train_result.json")
+    assert seeded["n_train"] == own["n_train"] == 8  # as many records ...
+    assert [s["loss"] for s in seeded["step_log"]] != [s["loss"] for s in own["step_log"]]  # ... another run
+    # chapter 4's call for that seed finds it finished: nothing trains again
+    parts = split_records(build_records(ml100k.ratings), "temporal", seed=0)
+    pairs = {part: training_pairs(parts[part], ml100k.movies, "alpaca") for part in ("train", "valid")}
+    config = config_for("smoke", seed=0, max_train_records=8, max_valid_records=4, epochs=1)
+    again = train_lora(str(tiny_model_dir), pairs["train"], pairs["valid"], folder, replace(config, seed=3),
+                       progress=False)
+    assert again.finished_utc == seeded["finished_utc"]

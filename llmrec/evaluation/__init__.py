@@ -9,7 +9,7 @@ failures -> metrics -> the run's files. It needs only a system's ``predict`` (th
 :class:`~llmrec.evaluation.spine.System` protocol), not the recommenders themselves.
 """
 
-from llmrec.evaluation.comparison import paired_table
+from llmrec.evaluation.comparison import paired_table, seed_sentence, seed_spread
 from llmrec.evaluation.failures import failure_examples, failure_frame, year_counts
 from llmrec.evaluation.matching import Catalog, embed_texts, get_matcher
 from llmrec.evaluation.metrics import bootstrap_ci, paired_bootstrap, score
@@ -18,6 +18,6 @@ from llmrec.evaluation.spine import Task, evaluate, evaluate_and_save
 
 __all__ = [
     "Catalog", "Task", "bootstrap_ci", "embed_texts", "evaluate", "evaluate_and_save", "failure_examples",
-    "failure_frame", "get_matcher", "item_slices", "list_quality", "paired_bootstrap", "paired_table", "score",
+    "failure_frame", "get_matcher", "item_slices", "list_quality", "paired_bootstrap", "paired_table", "score", "seed_sentence", "seed_spread",
     "training_windows", "user_slices", "year_counts",
 ]

@@ -33,6 +33,7 @@ from llmrec.llm.train import (
     load_tuned,
     restore_state,
     save_state,
+    seed_dir,
     train_lora,
 )
 
@@ -40,7 +41,7 @@ __all__ = [
     "CURVES", "PRESETS", "PROFILES", "TrainingPaused", "VARIANTS", "candidate_layers", "blog_examples", "build_prompts", "config_for",
     "curve_table", "default_out_dir", "generate", "history_frame", "item_embeddings", "item_texts", "kept_dir", "label", "load_model",
     "load_tokenizer", "load_tuned", "nearest", "parse_completion", "point_rows", "process_memory",
-    "resolve_model", "restore_state", "save_state",
+    "resolve_model", "restore_state", "save_state", "seed_dir",
     "setting_for", "shots_from_records", "train_curve", "train_lora", "training_pairs",
     "with_n_inputs",
 ]

@@ -1061,6 +1061,12 @@ def default_out_dir(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) if split == "temporal" else Path(run_dir) / f"lora-{split}"
 
 
+def seed_dir(run_dir: str | Path, split: str, seed: int) -> Path:
+    """Where chapter 4's adapter of ``split`` trains with another seed than the run's:
+    ``run_dir/seeds/<split>-seed<seed>`` (the spread across training seeds)."""
+    return Path(run_dir) / "seeds" / f"{split}-seed{seed}"
+
+
 def curve_dir(run_dir: str | Path, split: str, style: str, name: str) -> Path:
     """Where a learning-curve point trains (:mod:`llmrec.llm.learning_curve`):
     ``run_dir/curve/<split>/<style>-<name>`` (``name``: its training records, or ``all``)."""

@@ -29,6 +29,7 @@ from llmrec.llm.train import (
     restore_state,
     run_key,
     save_state,
+    seed_dir,
     train_lora,
 )
 from llmrec.paths import in_repo, runs_dir
@@ -83,18 +84,24 @@ def _cli_train(args: Any) -> int:
     lora = lora_overrides(params) if args.profile else params["lora"]
     if args.max_minutes is not None:
         lora = {**lora, "max_minutes": args.max_minutes}
-    config = config_for(profile, seed=params["seed"], quantization=params["quantization"], **lora)
-    train, valid, _ = split_examples(params, args.split)
+    seed = params["seed"] if args.seed is None else args.seed
+    config = config_for(profile, seed=seed, quantization=params["quantization"], **lora)
+    train, valid, _ = split_examples(params, args.split)  # the records: the file's seed
     run_dir = params["run_dir"]
     if run_dir == SCHEMA["run_dir"][1]:  # not set: where the report's chapter 4 looks
         run_dir = runs_dir() / params["name"]
-    out = Path(args.out) if args.out else default_out_dir(run_dir, args.split)
+    other_seed = seed != params["seed"]  # one of the file's lora_seeds: a folder of its own
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = seed_dir(run_dir, args.split, seed) if other_seed else default_out_dir(run_dir, args.split)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch: the first process speaks
     if main:
         print(f"training {params['model']} on the {args.split} split ({len(train)} training, "
               f"{len(valid)} validation records; profile {profile}) into {out}")
         print(json.dumps(config.to_dict()))
-    saved = kept_dir(in_repo(args.keep), params["name"], args.split) if args.keep else None
+    kept_as = f"{args.split}-seed{seed}" if other_seed else args.split
+    saved = kept_dir(in_repo(args.keep), params["name"], kept_as) if args.keep else None
     if saved is not None:
         if main:
             line = restore_state(saved, out, run_key(params["model"], train, valid, config))
@@ -135,6 +142,10 @@ def add_train_cli(subparsers: Any) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: the file's run_dir, else runs/<name>, where "
                         "`python -m llmrec report` then finds the trained adapter)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="the training seed (default: the file's seed); another seed trains into "
+                        "its own folder (runs/<name>/seeds/<split>-seed<N>, kept as "
+                        "<split>-seed<N>), where chapter 4 finds the file's lora_seeds")
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="this session's time budget (overrides lora.max_minutes): after M "
                         "minutes the step under way finishes, a checkpoint is written and the "

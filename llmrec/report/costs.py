@@ -2,8 +2,8 @@
 
 An estimate by arithmetic, not a measurement; every assumption is a named constant here:
 
-- Training (chapter 4's adapter per split and its learning curve's points, chapter 8's
-  ranker): 6 FLOPs per parameter per token, the usual figure (forward 2, backward 4), for
+- Training (chapter 4's adapter per split, again per ``lora_seeds``, its learning curve's
+  points, chapter 8's ranker): 6 FLOPs per parameter per token, the usual figure (forward 2, backward 4), for
   ``epochs`` passes over the training records, plus a forward pass (2 per parameter per
   token) over the validation records at each validation (``validations_per_epoch`` an
   epoch) and once before training. Early stopping is not counted: every epoch runs, so
@@ -214,6 +214,10 @@ def passes(params: Mapping[str, Any], data: Data = ML100K, instruct: bool = Fals
             gen("04_lora_finetune", f"LoRA {preset} ({split})", _cap(n_test, preset, params),
                 tuned, preset)
     first = splits[0]
+    if "greedy" in params["lora_presets"]:  # the adapter trained with lora_seeds: greedy, first split
+        for seed in params["lora_seeds"]:
+            gen("04_lora_finetune", f"LoRA seed {seed} greedy ({first})",
+                _cap(data.n_test[first], "greedy", params), tuned, "greedy")
     for name, _ in curve_points(params, data):  # section 4.6: every point, greedy, compact prompt
         gen("04_lora_finetune", f"curve {name} greedy ({first})",
             _cap(data.n_test[first], "greedy", params), "compact", "greedy")
@@ -412,13 +416,15 @@ def estimate(params: Mapping[str, Any], data: Data = ML100K, gpu: Gpu = A100) ->
     train = training(params, arch, data, gpu)
     curve = curve_training(params, arch, data, gpu)
     ranker = ranker_training(params, arch, data, gpu)
-    seconds["04_lora_finetune"] += train["seconds"] + curve["seconds"]
+    # lora_seeds: the first split's adapter again per seed (the splits' mean: close enough)
+    n_seeds = len(params["lora_seeds"]) if "greedy" in params["lora_presets"] else 0
+    seconds["04_lora_finetune"] += train["seconds"] * (1 + n_seeds / len(params["splits"])) + curve["seconds"]
     seconds["08_llm_with_cf"] += ranker["seconds"]
     n_splits = len(params["splits"])
     # chapter 4: a training and a tuned model per split, per curve point (trained or not) the
     # tuned model; chapter 8: the ranker's training, the tuned ranker, the tuned generator
     loads = {"02_zero_shot": 1, "03_few_shot": 1,
-             "04_lora_finetune": 2 * n_splits + curve["trained"] + len(curve_points(params, data)),
+             "04_lora_finetune": 2 * (n_splits + n_seeds) + curve["trained"] + len(curve_points(params, data)),
              "06_decoding": 1, "07_beyond": 1 + n_splits, "08_llm_with_cf": 3}
     checkpoint = arch.params * (4 if params["dtype"] == "float32" else 2)
     for chapter, n in loads.items():

@@ -78,6 +78,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "matcher": ((str,), "normalized", "title matcher: common_chars | levenshtein | normalized | embedding"),
     "lora": ((dict,), {}, "LoRA training options over the profile's (see llmrec.llm.train.TrainConfig)"),
     "lora_presets": ((list,), ["beam4", "greedy"], "decoding presets for the tuned model"),
+    "lora_seeds": ((list,), [],
+                   "more training seeds of chapter 4's adapter (primary split): each trains its "
+                   "own adapter, scored greedy on the same records, and the spread across seeds "
+                   "is shown beside the record-bootstrap interval"),
     "prompt_style": ((str,), "alpaca",
                      "the tuned model's prompt: alpaca (the blog's) | compact (ours, no preamble)"),
     "curve": ((list, type(None)), None,
@@ -204,6 +208,11 @@ def _check_counts(out: Mapping[str, Any], source: str) -> None:
             null = " or null" if type(None) in SCHEMA[key][0] else ""
             raise LlmrecError(f"{source}: key {key!r} is {value!r}; give a whole number >= {least}"
                               f"{null} ({meaning})")
+    seeds = out["lora_seeds"]
+    for n in seeds:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0 or n == out["seed"] or seeds.count(n) > 1:
+            raise LlmrecError(f"{source}: key 'lora_seeds' lists {n!r}; give distinct whole numbers >= 0 "
+                              f"other than the run's seed ({out['seed']})")
     for n in out["curve"] or []:
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise LlmrecError(f"{source}: key 'curve' lists {n!r}; give training-record counts >= 1, "
