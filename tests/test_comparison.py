@@ -69,5 +69,7 @@ def test_the_spread_across_seeds_stands_beside_the_first_seeds_interval():
     text = seed_sentence(table)
     assert text.startswith("Across 3 training seeds on the same 300 records, MAP@4 runs from 0.0100 to 0.0140")
     assert "the spread across seeds is smaller than the interval's width (0.0040 against 0.0090)" in text
+    nothing = {seed: {**row, "map_at_4": 0.0, "map_at_4_low": 0.0, "map_at_4_high": 0.0} for seed, row in rows.items()}
+    assert "is no wider than the interval's width (0.0000 against 0.0000)" in seed_sentence(seed_spread(nothing))
     with pytest.raises(LlmrecError, match="different numbers of records"):
         seed_spread({0: rows[0], 1: {**rows[1], "n_records": 100}})

@@ -71,7 +71,8 @@ def seed_sentence(table: pd.DataFrame, metric: str = "map_at_4") -> str:
     first = seeds.iloc[0]
     width = first[f"{metric}_high"] - first[f"{metric}_low"]
     spread = across["greatest"] - across["least"]
-    verdict = ("smaller than" if spread < width else "as large as or larger than")
+    verdict = ("no wider than" if spread == width == 0 else "smaller than" if spread < width
+               else "as large as or larger than")
     return (f"Across {len(seeds)} training seeds on the same {int(first['n_records'])} records, MAP@4 runs "
             f"from {across['least']:.4f} to {across['greatest']:.4f} (mean {across[metric]:.4f}, sd "
             f"{across['sd']:.4f}); seed {first['seed']}'s record-bootstrap interval is "
