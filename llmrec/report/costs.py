@@ -416,11 +416,11 @@ def estimate(params: Mapping[str, Any], data: Data = ML100K, gpu: Gpu = A100) ->
     train = training(params, arch, data, gpu)
     curve = curve_training(params, arch, data, gpu)
     ranker = ranker_training(params, arch, data, gpu)
+    n_splits = len(params["splits"])
     # lora_seeds: the first split's adapter again per seed (the splits' mean: close enough)
     n_seeds = len(params["lora_seeds"]) if "greedy" in params["lora_presets"] else 0
-    seconds["04_lora_finetune"] += train["seconds"] * (1 + n_seeds / len(params["splits"])) + curve["seconds"]
+    seconds["04_lora_finetune"] += train["seconds"] * (1 + n_seeds / n_splits) + curve["seconds"]
     seconds["08_llm_with_cf"] += ranker["seconds"]
-    n_splits = len(params["splits"])
     # chapter 4: a training and a tuned model per split, per curve point (trained or not) the
     # tuned model; chapter 8: the ranker's training, the tuned ranker, the tuned generator
     loads = {"02_zero_shot": 1, "03_few_shot": 1,
