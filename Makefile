@@ -16,7 +16,8 @@ PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 PAPER_PARAMS ?= params/smollm2-135m-paper.yaml params/gemma3-270m-paper.yaml \
                 params/qwen2.5-coder-0.5b.yaml params/qwen2.5-coder-1.5b.yaml \
                 params/qwen2.5-coder-0.5b-lora.yaml params/qwen2.5-coder-1.5b-lora.yaml
-PYTEST_ARGS ?=
+# the 15 slowest tests are listed at the end, so a CI log shows where its 20 minutes go
+PYTEST_ARGS ?= --durations=15
 # Parameter files run side by side (each kernel gets cores/JOBS threads); use JOBS=1 on one GPU.
 JOBS   ?= 2
 # The browser tests (tests/test_browser.py) drive this Chromium with Playwright, which cannot

@@ -35,6 +35,26 @@ def item_knn_temporal(temporal_parts, ml100k):
 
 
 @pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+    """The whole report on ``params/smoke.yaml`` (the tiny random model, every chapter), run
+    once for every test that reads what a chapter wrote: the run's summary, its ``runs``
+    folder (``model``: the model's run, ``common``: the model-independent one) and its
+    ``reports`` folder."""
+    from types import SimpleNamespace
+
+    from llmrec.paths import repo_root
+    from llmrec.report.params import common_params, load_params
+    from llmrec.report.runner import run_report
+
+    params = load_params(repo_root() / "params" / "smoke.yaml")
+    root = tmp_path_factory.mktemp("smoke-report")
+    runs, reports = root / "runs", root / "reports"
+    summary = run_report([repo_root() / "params" / "smoke.yaml"], out_root=runs, reports_out=reports)
+    return SimpleNamespace(summary=summary, runs=runs, reports=reports, name=params["name"],
+                           model=runs / params["name"], common=runs / common_params(params)["name"])
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random LLaMA-architecture model + BPE tokenizer saved with save_pretrained."""
     from llmrec.llm.tiny_model import save_tiny

@@ -1,4 +1,5 @@
-"""Notebook 01 (the data chapter) runs under papermill and records the protocol's counts."""
+"""Notebook 01 (the data chapter) runs under papermill and records the protocol's counts: on
+the embedded ml-100k as the smoke report ran it, and on a folder a user brings."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def _run(tmp_path, **params):
     return run_dir, json.loads((run_dir / "data_summary.json").read_text())
 
 
-def test_notebook_01_on_embedded_ml100k(tmp_path):
-    run_dir, summary = _run(tmp_path)
+def test_notebook_01_on_embedded_ml100k(smoke_report):
+    """The chapter as the smoke report ran it (the session's ``smoke_report``, its
+    model-independent run) on the embedded ml-100k."""
+    run_dir = smoke_report.common
+    summary = json.loads((run_dir / "data_summary.json").read_text())
     assert summary["dataset"] == "ml-100k"
     assert summary["ratings"] == 100_000 and summary["users"] == 943 and summary["movies"] == 1682
     assert summary["records"] == 5111

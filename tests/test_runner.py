@@ -291,10 +291,10 @@ REAL = notebooks_in(ROOT / "notebooks")
 
 
 @pytest.mark.skipif(not REAL, reason="no chapter notebooks yet")
-def test_smoke_report_end_to_end(tmp_path):
-    """The whole report on params/smoke.yaml, with every chapter notebooks/ holds."""
-    out, reports = tmp_path / "runs", tmp_path / "reports"
-    summary = run_report([ROOT / "params" / "smoke.yaml"], out_root=out, reports_out=reports)
+def test_smoke_report_end_to_end(smoke_report):
+    """The whole report on params/smoke.yaml, with every chapter notebooks/ holds (run once
+    for the session: the chapter tests read its outputs too)."""
+    out, reports, summary = smoke_report.runs, smoke_report.reports, smoke_report.summary
     assert not summary["failed"], summary["failed"]
     ran = {c["chapter"] for c in summary["chapters"]}
     assert ran == {p.stem for p in REAL}
