@@ -11,10 +11,12 @@ from llmrec.report.bench_report import (
     COLUMNS,
     PAGES,
     QUICK_BLOCK,
+    SIZES_BLOCK,
     bench_block,
     machine,
     quick_block,
     read_bench,
+    sizes_block,
     write_bench,
 )
 
@@ -68,10 +70,39 @@ def test_quick_line_gives_each_chapter_and_the_budget(tmp_path):
         quick_block(tmp_path / "missing")
 
 
+def test_size_table_gives_each_way_against_the_reference(tmp_path):
+    import json
+
+    import pandas as pd
+
+    def row(model, way, tokens, x, same):
+        return {"model": model, "way": way, "records": 16, "load_s": 6.5, "resident_gib": 7.2,
+                "peak_resident_gib": 9.1, "seconds": 100.0, "tokens_per_s": tokens,
+                "prompts_per_s": 0.16, "map_at_4": 0.0, "validity": 0.9, "x_ref": x, "same": same}
+
+    pd.DataFrame([row("qwen2.5-coder-1.5b", "float32, 2 threads, batch 16", 7.4, 1.0, 1.0),
+                  row("qwen2.5-coder-1.5b", "bfloat16", 1.85, 0.25, 0.5),
+                  row("qwen2.5-coder-1.5b", "int8 dynamic", 9.6, 1.3, 0.3125)]).to_csv(
+        tmp_path / "model_sizes.csv", index=False)
+    (tmp_path / "model_sizes.json").write_text(json.dumps(
+        {"finished_utc": "2026-12-07T18:00:00Z", "cpu": "Some CPU", "cores": 2, "git_commit": "abcdef0123",
+         "versions": {"torch": "2.13.0"}, "load_average_start": 0.2, "load_average_end": 1.9,
+         "n_records": 16, "command": "python benchmarks/bench_model_sizes.py"}))
+    table = sizes_block(tmp_path)
+    assert "Measured 2026-12-07 on Some CPU (2 cores), commit abcdef0123" in table
+    assert "on the same 16 seeded test records per way" in table
+    assert ("| model | load s | GiB resident (peak) | tokens/s, float32, 2 threads, batch 16 | "
+            "bfloat16: tokens/s (x ref, same) | int8 dynamic: tokens/s (x ref, same) |") in table
+    assert "| qwen2.5-coder-1.5b | 6.5 | 7.20 (9.10) | 7.4 | 1.9 (x0.25, 50%) | 9.6 (x1.30, 31%) |" in table
+    with pytest.raises(LlmrecError, match="bench_model_sizes.py` first"):
+        sizes_block(tmp_path / "missing")
+
+
 @pytest.mark.parametrize(("block", "render", "folder", "command"), [
     (BLOCK, bench_block, "reports/benchmarks", "python benchmarks/bench_fast_paths.py --docs"),
     (QUICK_BLOCK, quick_block, "reports", "python benchmarks/time_quick_tier.py --docs"),
-], ids=["fast-paths", "quick-tier"])
+    (SIZES_BLOCK, sizes_block, "reports/benchmarks", "python benchmarks/bench_model_sizes.py --readme"),
+], ids=["fast-paths", "quick-tier", "model-sizes"])
 def test_docs_draw_their_speed_numbers_from_the_committed_runs(block, render, folder, command):
     readme = (repo_root() / PAGES[block]).read_text(encoding="utf-8")
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"

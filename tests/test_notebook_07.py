@@ -14,6 +14,7 @@ SMOKE = load_params(repo_root() / "params" / "smoke.yaml")
 def test_notebook_07_writes_constrained_rerank_and_ablation_rows(smoke_report):
     run_dir, n = smoke_report.model, SMOKE["eval_limit"]
     assert "beam4" in SMOKE["lora_presets"]  # the constrained rows below decode with 4 beams
+    n_beam = min(n, SMOKE["beam_limit"])  # beam search's records: the profile's beam sample
 
     def load(system, setting):
         folder = run_dir / f"{system}__{setting}" / "temporal"
@@ -21,7 +22,8 @@ def test_notebook_07_writes_constrained_rerank_and_ablation_rows(smoke_report):
 
     catalog_titles = set(load_movielens().movies["display_title"])
     metrics, rows = load(smoke_report.name, "lora-constrained-beam4")
-    assert metrics["n_records"] == len(rows) == n
+    assert metrics["n_records"] == len(rows) == n_beam
+    assert metrics["sample"] == f"sample-{n_beam}/seed{SMOKE['seed']}"  # which records, in the row
     assert metrics["hallucination_rate"] == 0.0  # by construction
     assert metrics["validity"] == 1.0  # 4 whole titles every time
     for row in rows:
@@ -30,10 +32,10 @@ def test_notebook_07_writes_constrained_rerank_and_ablation_rows(smoke_report):
         assert not set(row["predicted_ids"]) & set(row["input_ids"])  # inputs excluded
 
     knn, knn_rows = load("item_knn", f"baseline-sample-{n}")
-    assert knn["sample"] == metrics["sample"] == f"sample-{n}/seed{SMOKE['seed']}"  # which records, in the row
     for method in ("likelihood", "letters"):
         m, r = load(smoke_report.name, f"rerank-itemknn20-{method}")
         assert m["n_records"] == n and m["hallucination_rate"] == 0.0
+        assert knn["sample"] == m["sample"] == f"sample-{n}/seed{SMOKE['seed']}"  # the same records
         for row, base in zip(r, knn_rows, strict=True):  # a reordering of the retriever's 20
             assert row["record_id"] == base["record_id"]
             assert set(row["predicted_ids"]) <= set(row["candidates"])

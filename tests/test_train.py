@@ -185,32 +185,29 @@ def test_bad_lora_options_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
     assert "\n" not in err
 
 
-def test_notebook_04_trains_evaluates_and_writes_results(tmp_path, ml100k):
-    import papermill
-
+def test_notebook_04_trains_evaluates_and_writes_results(smoke_report):
+    """Chapter 4 as the smoke report ran it (the session's ``smoke_report``): the profile's
+    adapter trained, each LoRA preset scored on its records, the figures drawn."""
     from llmrec.artifacts import read_json, read_jsonl, system_dir
     from llmrec.paths import repo_root
+    from llmrec.report.params import load_params
 
-    run_dir = tmp_path / "runs" / "smoke"
-    papermill.execute_notebook(
-        str(repo_root() / "notebooks" / "04_lora_finetune.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters=dict(name="smoke", model="tiny-llama", profile="smoke", dtype="float32",
-                        device="cpu", splits=["temporal"], eval_limit=8, batch_size=8,
-                        max_new_tokens=16, lora_presets=["beam4", "greedy"], run_dir=str(run_dir)),
-        kernel_name="python3", cwd=str(repo_root()), progress_bar=False)
+    smoke = load_params(repo_root() / "params" / "smoke.yaml")
+    run_dir, name = smoke_report.model, smoke_report.name
     result = read_json(run_dir / "train_result.json")
-    assert result["config"]["max_train_records"] == 16 and result["n_train"] == 16
-    assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    assert result["config"]["max_train_records"] == smoke["lora"]["max_train_records"] == result["n_train"]
+    assert [h["epoch"] for h in result["history"]] == list(range(smoke["lora"]["epochs"] + 1))
     assert all(h["valid_loss"] > 0 for h in result["history"])
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
-    for preset in ("beam4", "greedy"):
-        folder = system_dir(run_dir, "smoke", f"lora/{preset}", "temporal")
+    assert set(smoke["lora_presets"]) == {"beam4", "greedy"}
+    for preset, n in (("greedy", smoke["eval_limit"]), ("beam4", min(smoke["eval_limit"], smoke["beam_limit"]))):
+        folder = system_dir(run_dir, name, f"lora/{preset}", "temporal")
         metrics = read_json(folder / "metrics.json")
-        assert metrics["setting"] == f"lora/{preset}" and metrics["n_records"] == 8
+        assert metrics["setting"] == f"lora/{preset}" and metrics["n_records"] == n
         assert 0.0 <= metrics["map_at_4_low"] <= metrics["map_at_4"] <= metrics["map_at_4_high"] <= 1.0
         assert metrics["train_steps"] == result["steps"]
         rows = read_jsonl(folder / "predictions.jsonl.gz")
-        assert len(rows) == 8 and all("completion" in r for r in rows)
+        assert len(rows) == n and all("completion" in r for r in rows)
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
     assert {"04_loss.png", "04_map_tuned_vs_untuned.png"} <= figures
 
