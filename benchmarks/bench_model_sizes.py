@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model_sizes.py                        # all four sizes, about 25 minutes
     python benchmarks/bench_model_sizes.py --models qwen2.5-coder-0.5b --n-records 8
+    python benchmarks/bench_model_sizes.py --readme    # + redraws the README's table of sizes
 
 For every model, each way runs in a fresh process (so its load time and resident memory are
 its own) on the same seeded test records (temporal split, llmrec.data.samples) with the
@@ -20,7 +21,8 @@ prompts/s, x ref (tokens/s over the reference's), MAP@4 and validity on the reco
 quality change shows here before it shows in MAP@4 on a few records). Rows go to
 ``reports/benchmarks/model_sizes.csv``, the run's date, machine, commit and load to
 ``model_sizes.json`` (``--out``). CPU timings depend on what else runs: the load average
-at start and end is written beside them.
+at start and end is written beside them. ``--readme`` redraws the README's table of what each
+size costs from those two files (:func:`llmrec.report.bench_report.sizes_block`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-records", type=int, default=16, help="seeded test records per way")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="reports/benchmarks", help="where model_sizes.csv/.json go")
+    ap.add_argument("--readme", action="store_true",
+                    help="redraw the README's table of what each size costs from the files written")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "WAY"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -141,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     info["versions"] = package_versions(["torch", "transformers"])
     atomic_write_text(out / "model_sizes.json", json.dumps(info, indent=2, default=str) + "\n")
     print(f"wrote {out / 'model_sizes.csv'}")
+    if args.readme:
+        from llmrec.report.bench_report import SIZES_BLOCK, redraw_page, sizes_block
+
+        print(f"redrew the table of sizes in {redraw_page(SIZES_BLOCK, sizes_block(out))}")
     return 0
 
 

@@ -5,7 +5,9 @@ and hands its rows here: :func:`write_bench` saves them (``fast_paths.csv``) wit
 date, machine, commit and load (``fast_paths.json``) under ``reports/benchmarks/``, and
 :func:`bench_block` renders ``docs/speed.md``'s table from those two files, so every ratio
 the docs quote is one a run wrote down (``tests/test_bench_report.py`` checks the page's
-copy); :func:`quick_block` renders ``docs/running.md``'s line on the quick preview. Written here because it is this project's own file layout; pandas does the work.
+copy); :func:`quick_block` renders ``docs/running.md``'s line on the quick preview, and
+:func:`sizes_block` the README's table of what each model size costs
+(``benchmarks/bench_model_sizes.py``). Written here because it is this project's own file layout; pandas does the work.
 """
 
 from __future__ import annotations
@@ -122,13 +124,61 @@ def quick_block(reports_dir: str | Path) -> str:
             f"`{info['command']}`).\n")
 
 
+SIZES_BLOCK = "model-sizes"
+#: ``model_sizes.csv``'s ways (``benchmarks/bench_model_sizes.py``), in the table's order
+SIZE_WAYS = ("float32, 2 threads, batch 16", "bfloat16", "int8 dynamic", "1 thread", "batch 8")
+
+
+def sizes_block(out_dir: str | Path) -> str:
+    """The README's table of what each embedded model costs on this CPU and which fast path
+    helps it: per model, the reference way's load time, resident memory and new tokens/s,
+    then each other way's tokens/s with its ratio to the reference and the share of records
+    whose completion is the reference's word for word, from ``model_sizes.csv``/``.json``
+    (``benchmarks/bench_model_sizes.py``)."""
+    out = Path(out_dir)
+    if not (out / "model_sizes.csv").exists():
+        raise LlmrecError(f"no model-size benchmark in {out}; run "
+                          "`python benchmarks/bench_model_sizes.py` first")
+    frame = pd.read_csv(out / "model_sizes.csv")
+    info = json.loads((out / "model_sizes.json").read_text())
+    ways = [w for w in SIZE_WAYS if w in set(frame["way"])]
+    reference, others = ways[0], ways[1:]
+    head = ["model", "load s", "GiB resident (peak)", f"tokens/s, {reference}"]
+    head += [f"{w}: tokens/s (x ref, same)" for w in others]
+    lines = [
+        f"Measured {info['finished_utc'][:10]} on {info['cpu']} ({info['cores']} cores), commit "
+        f"{str(info['git_commit'])[:10]}, torch {info['versions'].get('torch')}; load average "
+        f"{info['load_average_start']:.1f} at the start and {info['load_average_end']:.1f} at the end. "
+        f"Greedy zero-shot (chat template where the model has one) on the same {info['n_records']} "
+        f"seeded test records per way, each way in a fresh process; \"same\": the share of records "
+        f"whose completion is the reference's word for word. Written by `{info['command']}`; the "
+        f"rows (MAP@4 and validity too) are `reports/benchmarks/model_sizes.csv`.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    for model, rows in frame.groupby("model", sort=False):
+        by_way = {r["way"]: r for r in rows.to_dict("records")}
+        ref = by_way.get(reference)
+        if ref is None:
+            continue
+        cells = [model, f"{ref['load_s']:.1f}", f"{ref['resident_gib']:.2f} ({ref['peak_resident_gib']:.2f})",
+                 f"{ref['tokens_per_s']:.1f}"]
+        for way in others:
+            r = by_way.get(way)
+            cells.append("not run" if r is None else
+                         f"{r['tokens_per_s']:.1f} (x{r['x_ref']:.2f}, {r['same']:.0%})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 #: the page of the repository each generated block lives in
-PAGES = {BLOCK: "docs/speed.md", QUICK_BLOCK: "docs/running.md"}
+PAGES = {BLOCK: "docs/speed.md", QUICK_BLOCK: "docs/running.md", SIZES_BLOCK: "README.md"}
 
 
 def redraw_page(block: str, text: str, page: str | Path | None = None) -> Path:
     """The page of ``block`` (:data:`PAGES`, or ``page``) with that generated block
-    (:data:`BLOCK`, :data:`QUICK_BLOCK`) replaced by ``text``."""
+    (:data:`BLOCK`, :data:`QUICK_BLOCK`, :data:`SIZES_BLOCK`) replaced by ``text``."""
     from llmrec.paths import repo_root
     from llmrec.report.summary import with_block
 
