@@ -1,6 +1,9 @@
-"""Every chapter runs with its own parameters cell (the quick preview, params/quick.yaml), as
-Run All in JupyterLab or papermill without -f does; here on the tiny model, in order, so
-chapters 7 and 8 find chapter 4's adapter and every chapter the baselines of chapter 5."""
+"""Every model chapter runs with its own parameters cell (the quick preview, params/quick.yaml),
+as Run All in JupyterLab or papermill without -f does; here on the tiny model, in order, so
+chapters 7 and 8 find chapter 4's adapter. The baselines they compare with are the smoke
+report's model-independent run (chapters 1 and 5, the session's ``smoke_report``): the same
+code with the same baseline options (a test below keeps the two profiles' options alike), so
+the suite runs those two chapters once."""
 
 from __future__ import annotations
 
@@ -16,31 +19,39 @@ from llmrec.llm.learning_curve import CURVES
 from llmrec.paths import in_repo, repo_root
 from llmrec.recommenders.fusion import GRID
 from llmrec.recommenders.ranker import setting_suffix
-from llmrec.report.params import RANKING, load_params
+from llmrec.report.params import BASELINE_OPTIONS, RANKING, common_params, load_params
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-COMMON = ("01_data", "05_baselines")
+COMMON = ("01_data", "05_baselines")  # model-independent: the smoke report's run serves
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
+def quick_runs(tmp_path_factory, smoke_report):
     root = tmp_path_factory.mktemp("quick")
-    order = sorted(NOTEBOOKS, key=lambda p: (p.stem not in COMMON, p.stem))  # 01, 05 first
     seconds = {}
-    for nb in order:
-        run_dir = root / ("common" if nb.stem in COMMON else "model")
+    for nb in (p for p in NOTEBOOKS if p.stem not in COMMON):
         start = time.perf_counter()
         papermill.execute_notebook(
             str(nb), str(root / nb.name), kernel_name="python3", cwd=str(repo_root()),
-            parameters={"model": "tiny-llama", "run_dir": str(run_dir),
-                        "common_dir": str(root / "common")}, progress_bar=False)
+            parameters={"model": "tiny-llama", "run_dir": str(root / "model"),
+                        "common_dir": str(smoke_report.common)}, progress_bar=False)
         seconds[nb.stem] = time.perf_counter() - start
     return root, seconds
 
 
+def test_the_smoke_reports_baselines_are_the_quick_previews():
+    """The quick chapters above compare with the smoke report's baselines: the two profiles
+    fit them alike, on the same split."""
+    smoke = load_params(repo_root() / "params" / "smoke.yaml")
+    quick = load_params(repo_root() / "params" / "quick.yaml")
+    assert BASELINE_OPTIONS["smoke"] == BASELINE_OPTIONS["quick"]
+    assert common_params(smoke)["splits"] == common_params(quick)["splits"]
+    assert smoke["dataset"] == quick["dataset"] and smoke["seed"] == quick["seed"]
+
+
 def test_every_chapter_runs_with_its_own_parameters(quick_runs):
     root, seconds = quick_runs
-    assert set(seconds) == {p.stem for p in NOTEBOOKS}
+    assert set(seconds) == {p.stem for p in NOTEBOOKS if p.stem not in COMMON}
     quick = load_params(repo_root() / "params" / "quick.yaml")
     assert quick["profile"] == "quick" and quick["eval_limit"] == 24
     for stem in ("02_zero_shot", "04_lora_finetune", "07_beyond", "08_llm_with_cf"):
