@@ -131,8 +131,8 @@ def add_train_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
         description="Train a LoRA adapter; rerun the same command to resume. A run longer than "
-                    "a working session: --max-minutes 100 --keep reports/training, then git add "
-                    "reports/training (the state outlives the machine); rerun, on any machine, "
+                    "a working session: --max-minutes 100 --keep DIR, a folder that outlives the machine "
+                    "(never git: it holds weights); rerun, on any machine that sees DIR, "
                     "until it exits with 0 (3: paused, rerun to continue). Several GPUs: "
                     "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
     p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
@@ -153,7 +153,7 @@ def add_train_cli(subparsers: Any) -> None:
                         "result as a run never paused)")
     p.add_argument("--keep", default=None, metavar="DIR",
                    help="keep the run's state in DIR/<name>/<split>/ (relative: the "
-                        "repository's; e.g. reports/training, then git add it): restored into "
+                        "repository's; a folder that outlives the machine, never committed): restored into "
                         "the output folder before training when that holds less (a fresh "
                         "machine), and after training stops (finished, paused or Ctrl-C) "
                         "updated with the last checkpoint, train_config.json and, when present, "
