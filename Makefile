@@ -15,6 +15,7 @@ PARAMS ?= params/smollm2-135m.yaml params/gemma3-270m.yaml
 # completed chapter is kept and merged into reports/; rerun to go on (docs/running.md).
 PAPER_PARAMS ?= params/smollm2-135m-paper.yaml params/gemma3-270m-paper.yaml \
                 params/qwen2.5-coder-0.5b.yaml params/qwen2.5-coder-1.5b.yaml \
+                params/gemma3-270m-lora.yaml \
                 params/qwen2.5-coder-0.5b-lora.yaml params/qwen2.5-coder-1.5b-lora.yaml
 # the 15 slowest tests are listed at the end, so a CI log shows where its 20 minutes go
 PYTEST_ARGS ?= --durations=15

@@ -88,5 +88,6 @@ ENCODERS: dict[str, dict[str, Any]] = {
 PUBLISHED_PARAMS = (
     "params/smollm2-135m-paper.yaml", "params/gemma3-270m-paper.yaml",
     "params/qwen2.5-coder-0.5b.yaml", "params/qwen2.5-coder-1.5b.yaml",
+    "params/gemma3-270m-lora.yaml",
     "params/qwen2.5-coder-0.5b-lora.yaml", "params/qwen2.5-coder-1.5b-lora.yaml",
 )

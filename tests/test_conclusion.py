@@ -80,3 +80,30 @@ def test_every_chapter_that_scores_ends_with_its_computed_conclusion():
         last = "".join(cells[-1]["source"])
         assert cells[-1]["cell_type"] == "code", path.name
         assert "ch.conclusion()" in last or ("display(Markdown(" in last and path.stem.startswith("10_")), path.name
+
+
+def test_a_chapter_run_alone_finds_the_published_baselines(tmp_path):
+    """A file that runs chapter 4 alone (the size axis's tuned points) on a machine where the
+    common chapters never ran compares with the published copy of its common run: the row
+    of reports/results.csv and the predictions file it names, re-scored on the chapter's records."""
+    import pandas as pd
+
+    from llmrec.artifacts import read_jsonl
+    from llmrec.paths import in_repo, reports_dir
+    from llmrec.report.chapter import Chapter
+    from llmrec.report.params import load_params
+
+    params = {**load_params("params/qwen2.5-coder-0.5b-lora.yaml"), "run_dir": str(tmp_path / "run"),
+              "common_dir": str(tmp_path / "common-ml-100k-cpu")}  # named as the published run, empty
+    table = pd.read_csv(reports_dir() / "results.csv")
+    published = table[(table["run"] == "common-ml-100k-cpu") & (table["setting"] == "baseline")
+                      & (table["split"] == "temporal") & (table["system"] == "ease")].iloc[0]
+    chapter = Chapter("04", params)
+    row, rows = chapter.baseline("ease", "temporal")
+    assert row["map_at_4"] == published["map_at_4"]
+    assert len(rows) == published["n_records"]
+    ids = [r["record_id"] for r in read_jsonl(in_repo(published["predictions"]))][::3]
+    refs = chapter.references("temporal", records=ids).set_index("system")
+    assert set(refs["n_records"]) == {len(ids)}
+    assert "ease" in refs.index and refs.loc["ease", "map_at_4"] != published["map_at_4"]
+    assert chapter.baseline("no-such-system", "temporal") == (None, None)

@@ -15,7 +15,8 @@ PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 FILES = sorted(PARAMS_DIR.glob("*.yaml"))
 EXPECTED = {"smollm2-135m", "gemma3-270m", "llama-7b", "llama-13b", "llama-30b", "llama-65b",
             "gpt-j-6b", "smoke", "smollm2-135m-paper", "gemma3-270m-paper", "qwen2.5-coder-0.5b",
-            "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b-lora", "qwen2.5-coder-1.5b-lora"}
+            "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b-lora", "qwen2.5-coder-1.5b-lora",
+            "gemma3-270m-lora"}
 
 
 def test_the_expected_files_exist():

@@ -41,7 +41,7 @@ from llmrec.evaluation.metrics import score_on
 from llmrec.evaluation.spine import Task, evaluate_and_save
 from llmrec.llm.models import load_model, model_facts, pick_threads
 from llmrec.llm.train import adapter_in, load_tuned
-from llmrec.paths import in_repo, runs_dir
+from llmrec.paths import in_repo, reports_dir, runs_dir
 from llmrec.recommenders.base import Recommender
 from llmrec.recommenders.generation import FreeGeneration
 from llmrec.report import plots
@@ -239,18 +239,40 @@ class Chapter:
         wait_for_common(self.common_dir)
         found = []
         for name in systems:
-            path = system_dir(self.common_dir, name, "baseline", split) / "metrics.json"
-            if not path.is_file():
+            row, rows = self.baseline(name, split)
+            if row is None:
                 continue
-            row = read_json(path)
             if records is not None:
-                rescored = score_on(load_rows(self.common_dir, name, "baseline", split) or [], records)
+                rescored = score_on(rows or [], records)
                 if rescored["n_records"] != len(set(records)):
                     raise LlmrecError(f"baseline {name} on {split} lacks some of the records to "
                                       f"re-score; rerun chapter 5 of {self.common_dir.name}")
                 row = {**row, **rescored}
             found.append(row)
         return pd.DataFrame(found)
+
+    def baseline(self, name: str, split: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+        """Baseline ``name``'s metrics row and prediction rows on ``split`` from the common
+        run, or ``(None, None)``. Where the common run's folder lacks it (a file that runs
+        chapter 4 alone, on a machine where the common chapters never ran), they come from
+        the published copy of the same run: its row of ``reports/results.csv`` and the
+        predictions file that row names."""
+        path = system_dir(self.common_dir, name, "baseline", split)
+        if (path / "metrics.json").is_file():
+            return read_json(path / "metrics.json"), load_rows(self.common_dir, name, "baseline", split)
+        table_path = reports_dir() / "results.csv"
+        if not table_path.is_file():
+            return None, None
+        table = pd.read_csv(table_path)
+        hit = table[(table["run"] == self.common_dir.name) & (table["system"] == name)
+                    & (table["setting"] == "baseline") & (table["split"] == split)]
+        if hit.empty:
+            return None, None
+        row = {k: v for k, v in hit.iloc[0].items() if not (isinstance(v, float) and v != v)}
+        pred = row.get("predictions")
+        if not isinstance(pred, str) or not in_repo(pred).is_file():
+            return None, None
+        return row, read_jsonl(in_repo(pred))
 
     @staticmethod
     def shared_records(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
@@ -317,7 +339,7 @@ class Chapter:
         wait_for_common(self.common_dir)
         splits = {str(m["split"]) for m, _ in scored}
         baselines = {split: {name: found for name in BASELINES
-                             if (found := load_rows(self.common_dir, name, "baseline", split))}
+                             if (found := self.baseline(name, split)[1])}
                      for split in splits}
         lines = conclusion_lines(scored, baselines)
         display(Markdown("\n".join(([heading, ""] if heading else []) + (lines or ["(no row was scored)"]))))
