@@ -129,8 +129,9 @@ def test_curve_command_trains_the_points_chapter_4_evaluates(tmp_path, ml100k, c
 
     params = load_params(ROOT / "params" / "smoke.yaml")
     assert params["curve"] is None and params["prompt_style"] == "alpaca"
+    keep = tmp_path / "kept"
     assert main(["curve", str(ROOT / "params" / "smoke.yaml"), "--split", "blog",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path), "--keep", str(keep)]) == 0
     out = capsys.readouterr().out
     names = [str(n) for n in CURVES["smoke"]]
     for name in names:  # the compact points, whatever the file's prompt_style
@@ -144,6 +145,18 @@ def test_curve_command_trains_the_points_chapter_4_evaluates(tmp_path, ml100k, c
                         params["curve"], "compact", params["seed"], params["lora"], params["dtype"],
                         params["device"], progress=False)
     assert list(found) == names and [r.n_train for r in found.values()] == list(CURVES["smoke"])
+    # --keep: each finished point kept as adapter, config and result, the run folder's layout ...
+    for name in names:
+        kept = curve_dir(keep / "smoke", "blog", CURVE_STYLE, name)
+        assert sorted(p.name for p in kept.iterdir()) == ["adapter", "train_config.json", "train_result.json"]
+    # ... and a fresh machine's run folder gets them back without training (still patched to fail)
+    capsys.readouterr()
+    fresh = tmp_path / "fresh"
+    assert main(["curve", str(ROOT / "params" / "smoke.yaml"), "--split", "blog",
+                 "--out", str(fresh), "--keep", str(keep)]) == 0
+    assert capsys.readouterr().out.count("restored the kept training state") == len(names)
+    for name in names:
+        assert (curve_dir(fresh, "blog", CURVE_STYLE, name) / "adapter" / "adapter_config.json").is_file()
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:  # argparse: before any data loads
         main(["curve", str(ROOT / "params" / "smoke.yaml"), "--split", "movielens"])

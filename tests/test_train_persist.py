@@ -9,6 +9,7 @@ trains exactly one step before pausing, without a mocked clock.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,10 +142,14 @@ def test_save_keeps_the_last_checkpoint_only_and_restore_fills_a_fresh_folder(tm
     assert restore_state(tmp_path / "nothing", tmp_path / "fresh2", key) is None
 
     _fake_state(run, 5, finished=True)  # the run goes on and finishes
+    write_json(run / "best-adapter" / "adapter_config.json", {})  # the adapter's copy during training
     assert save_state(run, kept).startswith("kept the training state (step 5, finished, ")
-    assert _steps(kept) == ["step-00000005"] and (kept / "adapter" / "adapter_config.json").is_file()
+    # a finished run is kept as its adapter, config and result: no checkpoint, no second copy
+    assert _steps(kept) == [] and (kept / "adapter" / "adapter_config.json").is_file()
+    assert sorted(p.name for p in kept.iterdir()) == ["adapter", "train_config.json", "train_result.json"]
     assert restore_state(kept, fresh, key).startswith("restored the kept training state (step 5, finished")
-    assert _steps(fresh) == ["step-00000003", "step-00000005"] and (fresh / "train_result.json").is_file()
+    assert _steps(fresh) == ["step-00000003"] and (fresh / "train_result.json").is_file()
+    assert restore_state(kept, fresh, key) is None  # finished at the same step: nothing to do
     assert save_state(fresh, kept) is not None and save_state(tmp_path / "run-behind", kept) is None
 
 
@@ -326,3 +331,22 @@ def test_another_seed_trains_and_is_kept_in_a_folder_of_its_own(tiny_model_dir, 
     again = train_lora(str(tiny_model_dir), pairs["train"], pairs["valid"], folder, replace(config, seed=3),
                        progress=False)
     assert again.finished_utc == seeded["finished_utc"]
+
+
+def test_the_committed_training_state_is_small_adapters_only():
+    """reports/training holds the published run's kept states (the brief: LoRA adapters under
+    10 MB); no weight file is committed anywhere else."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.split()
+    weights = [f for f in tracked if f.endswith((".safetensors", ".pt", ".bin", ".gguf", ".pth"))]
+    assert all(f.startswith("reports/training/") for f in weights), weights
+    assert {Path(f).name for f in weights} <= {"adapter_model.safetensors", "trainer_state.pt"}, weights
+    by_run: dict[str, int] = {}
+    for f in tracked:
+        if f.startswith("reports/training/"):
+            run = f.split("/")[2]
+            by_run[run] = by_run.get(run, 0) + (root / f).stat().st_size
+    assert all(size < 10 * 2**20 for size in by_run.values()), by_run

@@ -25,7 +25,16 @@ from llmrec.data.formats import title_map, titles_for
 from llmrec.data.samples import sample_records
 from llmrec.errors import LlmrecError
 from llmrec.llm.prompts import alpaca_parts, compact_parts
-from llmrec.llm.train import TrainConfig, TrainResult, config_for, curve_dir, train_lora
+from llmrec.llm.train import (
+    TrainConfig,
+    TrainResult,
+    config_for,
+    curve_dir,
+    restore_state,
+    run_key,
+    save_state,
+    train_lora,
+)
 
 #: Training records per point and profile (None: all of the split's training part).
 CURVES: dict[str, tuple[int | None, ...]] = {
@@ -77,12 +86,17 @@ def train_curve(model: str, parts: Mapping[str, pd.DataFrame], movies, run_dir: 
                 split: str, profile: str, sizes: Sequence[int | None] | None = None,
                 style: str = "compact", seed: int = 0, lora: Mapping[str, Any] | None = None,
                 dtype: str = "auto", device: str = "auto",
-                progress: bool = True, *, quantization: str | None = None) -> dict[str, TrainResult]:
+                progress: bool = True, *, quantization: str | None = None,
+                keep: str | Path | None = None) -> dict[str, TrainResult]:
     """Train (or load) one adapter per size; ``{point name: TrainResult}`` in size order.
 
     ``parts``: the split's ``train`` and ``valid`` records. Each point trains on the seeded
     sample :func:`llmrec.data.samples.sample_records` of ``n`` training records (nested); the
     validation records are the profile's ``max_valid_records`` sample, the same for all.
+    ``keep``: a run's kept state (``reports/training/<name>``, the ``curve`` command's
+    ``--keep``): each point is restored from ``keep/curve/<split>/<style>-<point>`` before
+    it trains (a finished one then loads in seconds on a fresh machine) and kept there after
+    (:func:`llmrec.llm.train.save_state`), the run folder's layout.
     """
     sizes = CURVES[profile] if sizes is None else tuple(sizes)
     if not sizes:
@@ -95,10 +109,19 @@ def train_curve(model: str, parts: Mapping[str, pd.DataFrame], movies, run_dir: 
             continue
         records = train if name == "all" else sample_records(train, n)
         config = point_config(profile, n, seed, quantization, **dict(lora or {}))
-        out[name] = train_lora(model, training_pairs(records, movies, style),
-                               training_pairs(valid, movies, style),
-                               curve_dir(run_dir, split, style, name), config, dtype=dtype,
-                               device=device, progress=progress)
+        pairs, valid_pairs = training_pairs(records, movies, style), training_pairs(valid, movies, style)
+        folder = curve_dir(run_dir, split, style, name)
+        saved = curve_dir(keep, split, style, name) if keep is not None else None
+        if saved is not None:
+            line = restore_state(saved, folder, run_key(model, pairs, valid_pairs, config))
+            if line and progress:
+                print(line)
+        try:
+            out[name] = train_lora(model, pairs, valid_pairs, folder, config, dtype=dtype,
+                                   device=device, progress=progress)
+        finally:  # paused, interrupted or finished: what it reached is kept
+            if saved is not None and (line := save_state(folder, saved)) and progress:
+                print(line)
     return out
 
 

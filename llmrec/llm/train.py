@@ -27,10 +27,12 @@ launch``, torchrun reports each process's 3 as a failure and exits with 1); the 
 continues, and a run paused any number of times ends with the weights and losses of one
 never paused. A run longer than a machine's life (hours of the ``paper`` profile on 2 cores,
 sessions of a few hours on fresh machines) keeps its state in the repository:
-``--keep reports/training`` copies the last checkpoint, ``train_config.json`` and, once
-there, the adapters and ``train_result.json`` into ``reports/training/<name>/<split>/``
-after every session (:func:`save_state`) and back into an ``out_dir`` that holds less (a fresh
-machine's) before the next (:func:`restore_state`); each copy is built in a temporary folder,
+``--keep reports/training`` copies the last checkpoint, ``train_config.json`` and the best
+adapter so far into ``reports/training/<name>/<split>/`` after every session
+(:func:`save_state`; a few MB for the embedded models, committed with the stage's outputs),
+and once the run has finished its adapter, config and ``train_result.json`` only; and back
+into an ``out_dir`` that holds less (a fresh machine's) before the next session, or before
+chapter 4 evaluates it (:func:`restore_state`); each copy is built in a temporary folder,
 then renamed into place, and a kept state of another run is refused, not resumed. A
 finished run's stored result names the adapter where it is now, not where it trained.
 
@@ -922,19 +924,28 @@ def kept_dir(keep: str | Path, name: str, split: str) -> Path:
 
 
 def _progress(folder: Path) -> tuple[bool, int]:
-    """How far the run in ``folder`` got: (finished, its last checkpoint's step, -1 for none)."""
+    """How far the run in ``folder`` got: (finished, its step): a finished run's steps from
+    its result (it may be kept without checkpoints), else its last checkpoint's step, -1
+    for none."""
+    if (folder / RESULT_FILE).is_file():
+        return True, int(read_json(folder / RESULT_FILE).get("steps", -1))
     done = _checkpoints(folder)
-    return (folder / RESULT_FILE).is_file(), int(done[-1].name.split("-")[1]) if done else -1
+    return False, int(done[-1].name.split("-")[1]) if done else -1
 
 
 def _state_items(folder: Path) -> list[Path]:
-    """What a kept state holds, in the order it is put in place: the last checkpoint (older
-    ones add nothing to a resume), the run's config, the adapters when present, and the
-    result last, since its presence marks the run finished (a crash before it leaves an
-    unfinished run, which resumes)."""
+    """What a kept state holds, in the order it is put in place. An unfinished run: the
+    last checkpoint (older ones add nothing to a resume), the run's config and the best
+    adapter so far (early stopping goes on from it). A finished run: its config, the
+    adapter and the result, no checkpoint (nothing resumes a finished run), so that the
+    state of a published run stays a few MB. The result comes last, since its presence
+    marks the run finished (a crash before it leaves an unfinished run, which resumes)."""
+    if (folder / RESULT_FILE).is_file():
+        names = ("train_config.json", "adapter", RESULT_FILE)
+        return [p for p in (folder / n for n in names) if p.exists()]
     done = _checkpoints(folder)
     items = [done[-1]] if done else []
-    items += [folder / n for n in ("train_config.json", "adapter", BEST_ADAPTER, RESULT_FILE)]
+    items += [folder / n for n in ("train_config.json", "adapter", BEST_ADAPTER)]
     return [p for p in items if p.exists()]
 
 

@@ -131,8 +131,8 @@ def add_train_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
         description="Train a LoRA adapter; rerun the same command to resume. A run longer than "
-                    "a working session: --max-minutes 100 --keep DIR, a folder that outlives the machine "
-                    "(never git: it holds weights); rerun, on any machine that sees DIR, "
+                    "a working session: --max-minutes 100 --keep reports/training, then git add "
+                    "reports/training (the state outlives the machine); rerun, on any machine, "
                     "until it exits with 0 (3: paused, rerun to continue). Several GPUs: "
                     "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
     p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
@@ -153,7 +153,7 @@ def add_train_cli(subparsers: Any) -> None:
                         "result as a run never paused)")
     p.add_argument("--keep", default=None, metavar="DIR",
                    help="keep the run's state in DIR/<name>/<split>/ (relative: the "
-                        "repository's; a folder that outlives the machine, never committed): restored into "
+                        "repository's; e.g. reports/training, then git add it): restored into "
                         "the output folder before training when that holds less (a fresh "
                         "machine), and after training stops (finished, paused or Ctrl-C) "
                         "updated with the last checkpoint, train_config.json and, when present, "
@@ -171,6 +171,11 @@ def add_curve_cli(subparsers: Any) -> None:
                    help="the run folder the points train into (under curve/<split>/; default: the "
                         "file's run_dir, else runs/<name>, where `python -m llmrec report` runs "
                         "chapter 4, which then finds them trained)")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep each point's state in DIR/<name>/curve/<split>/ (relative: the "
+                        "repository's; reports/training holds the published run's, committed): "
+                        "restored before a point trains, so a finished point loads in seconds "
+                        "on a fresh machine, and updated after it stops")
     p.set_defaults(func=_cli_curve)
 
 
@@ -186,7 +191,8 @@ def _cli_curve(args: Any) -> int:
     # the arguments of chapter 4's section 4.6, so that it finds every point trained
     results = train_curve(params["model"], parts, ml.movies, run_dir, split, params["profile"],
                           params["curve"], CURVE_STYLE, params["seed"], params["lora"],
-                          params["dtype"], params["device"], quantization=params["quantization"])
+                          params["dtype"], params["device"], quantization=params["quantization"],
+                          keep=in_repo(args.keep) / params["name"] if args.keep else None)
     for name, r in results.items():
         print(f"{name:>5}: {r.n_train} records, {r.steps} steps, best epoch {r.best_epoch}, "
               f"{r.wall_seconds / 60:.1f} min  ({r.out_dir})")
