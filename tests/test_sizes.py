@@ -13,7 +13,14 @@ import pytest
 from llmrec.artifacts import write_jsonl
 from llmrec.evaluation.metrics import score
 from llmrec.report import plots
-from llmrec.report.sizes import PANELS, baseline_band, question_of, size_points, trend_sentences
+from llmrec.report.sizes import (
+    PANELS,
+    baseline_band,
+    question_of,
+    size_points,
+    trend_sentences,
+    tuning_sentences,
+)
 
 
 @pytest.mark.parametrize("setting, question", [
@@ -94,6 +101,13 @@ def test_points_share_their_records_and_the_band_is_rescored_on_them(tmp_path):
     tuned_line = next(line for line in lines if line.startswith("**tuned (LoRA)**"))
     assert "smollm2-135m 0.0125 [" in tuned_line and "(trained on 3,511 records)" in tuned_line
     assert "(trained on 1,024 records)" in tuned_line and "trained on" not in zero
+    # what tuning adds, paired with the same model's untuned lists: smollm2 has a zero-shot
+    # point (2 hits more in 40: +0.0125), no few-shot one; qwen 0.5B has neither untuned list
+    # to pair with but its scorer, which is another question
+    gains = tuning_sentences(points)
+    # (an interval whose low end is 0 is not above: a resample without the 2 hits is likely)
+    assert gains == ["smollm2-135m, tuned on 3,511 records: +0.0125 [+0.0000, +0.0312] against its "
+                     "zero-shot (not distinguishable at 95%)"]
 
 
 def test_figure_has_a_panel_per_question_and_says_where_none_ran(tmp_path):

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from llmrec.artifacts import read_jsonl
-from llmrec.evaluation.metrics import score_on, zero_hit_bound
+from llmrec.evaluation.metrics import paired_bootstrap, per_record, score_on, zero_hit_bound
 from llmrec.paths import in_repo
 from llmrec.report.published import MODEL_PARAMS
 
@@ -145,4 +145,37 @@ def trend_sentences(points: pd.DataFrame, band: Mapping[str, Any] | None) -> lis
                      f"{below} of {len(sub)} {'size' if len(sub) == 1 else 'sizes'} below it "
                      f"(intervals apart), {above} above")
         out.append(line + ".")
+    return out
+
+
+def _per_record_by_id(path: Any) -> dict[str, float]:
+    rows = read_jsonl(in_repo(path))
+    return dict(zip((r["record_id"] for r in rows), per_record(rows), strict=True))
+
+
+def tuning_sentences(points: pd.DataFrame) -> list[str]:
+    """What LoRA adds at each size that has a tuned point: its MAP@4 minus the same model's
+    zero-shot and few-shot lists, paired record by record on the points' records (bootstrap,
+    95%), smallest size first; read from the predictions files the points name."""
+    out = []
+    tuned = points[points["question"] == QUESTIONS["tuned"]].sort_values("n_params")
+    for r in tuned.itertuples():
+        mine = _per_record_by_id(r.predictions)
+        parts = []
+        for question in ("zero-shot", "few-shot"):
+            other = points[(points["model"] == r.model) & (points["question"] == question)]
+            if other.empty:
+                continue
+            theirs = _per_record_by_id(other["predictions"].iloc[0])
+            ids = sorted(mine.keys() & theirs.keys())
+            if len(ids) != len(mine):
+                continue
+            d = paired_bootstrap([mine[i] for i in ids], [theirs[i] for i in ids])
+            verdict = ("above" if d["low"] > 0 else "below" if d["high"] < 0
+                       else "not distinguishable at 95%")
+            parts.append(f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] against its {question} "
+                         f"({verdict})")
+        if parts:
+            records = f"{int(r.train_records):,} records" if pd.notna(r.train_records) else "LoRA"
+            out.append(f"{r.model}, tuned on {records}: " + "; ".join(parts))
     return out

@@ -309,7 +309,13 @@ def size_block(table: pd.DataFrame) -> str:
     """The README's size-trend block: the figure, one line per question (every size's MAP@4
     with its interval and the strongest baseline on the same records), and what the trend
     can and cannot show (:mod:`llmrec.report.sizes`)."""
-    from llmrec.report.sizes import FAMILIES, baseline_band, size_points, trend_sentences
+    from llmrec.report.sizes import (
+        FAMILIES,
+        baseline_band,
+        size_points,
+        trend_sentences,
+        tuning_sentences,
+    )
 
     points = size_points(table)
     if points.empty:
@@ -321,6 +327,11 @@ def size_block(table: pd.DataFrame) -> str:
     ratio = smallest_blog["n_params"] / points["n_params"].max()
     lines = ["![MAP@4 by model size, one panel per question](reports/figures/size_trend.png)", ""]
     lines += [f"- {s}" for s in trend_sentences(points, band)]
+    gains = tuning_sentences(points)
+    if gains:
+        n = int(points["n_records"].iloc[0])
+        lines += ["", f"What tuning adds at each size, paired on the same {n} records (difference in MAP@4, 95% interval):", ""]
+        lines += [f"- {s}." for s in gains]
     lines += ["", f"What the trend can show: {len(models)} models ({', '.join(models)}), asked the same "
               "questions on the same records, so a difference between two sizes is paired. What it "
               f"cannot show: the models are of {len(families)} families ({'; '.join(families)}) and "
