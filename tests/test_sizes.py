@@ -118,7 +118,7 @@ def test_figure_has_a_panel_per_question_and_says_where_none_ran(tmp_path):
     fig = plots.size_trend(points, {"system": "sasrec", "map_at_4": 0.05, "map_at_4_low": 0.03,
                                     "map_at_4_high": 0.07, "n_records": 20})
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == list(PANELS)
+    assert [ax.get_title() for ax in axes] == [f"{PANELS[0]} (n=20)", *PANELS[1:]]  # n where a point is
     assert all(ax.get_xscale() == "log" and ax.get_xlabel() for ax in axes)
     assert axes[0].get_ylabel()
     assert "20 seeded test records" in fig._suptitle.get_text()

@@ -341,18 +341,24 @@ def size_trend(points: pd.DataFrame, band: Mapping[str, Any] | None = None):
             ax.errorbar(fam["n_params"], fam["map_at_4"], yerr=[low, high], fmt="o-", capsize=3,
                         color=colors[family], label=family, lw=1, ms=6)
             top = max(top, float(fam["map_at_4_high"].max()))
-        for r in sub.itertuples() if len(sub) else []:
-            note = f"n={int(r.n_records)}"
+        # the records behind the panel in its title (one n when its points share them, as the
+        # size axis's do), so that the points carry only what differs: a tuned point's training
+        # records, placed above and below in turn so that neighbours' labels do not overlap
+        ns = sorted({int(x) for x in sub["n_records"]}) if len(sub) else []
+        same_n = len(ns) == 1
+        for i, r in enumerate(sub.itertuples() if len(sub) else []):
+            parts = [] if same_n else [f"n={int(r.n_records)}"]
             if question == "tuned (LoRA)" and r.train_records == r.train_records:
-                note += f", {int(r.train_records):,} train"
-            ax.annotate(note, (r.n_params, r.map_at_4), fontsize=7, xytext=(4, -11),
-                        textcoords="offset points")
+                parts.append(f"{int(r.train_records):,} train")
+            if parts:
+                ax.annotate(", ".join(parts), (r.n_params, r.map_at_4), fontsize=7,
+                            xytext=(5, 7 if i % 2 == 0 else -12), textcoords="offset points")
         if not len(sub):
             ax.text(0.5, 0.5, "no model of ours has this row yet", transform=ax.transAxes,
                     ha="center", fontsize=8, color="#666666")
         ax.set_xscale("log")
         ax.set_xlim(8e7, 1e11 if question == "tuned (LoRA)" else 3e9)
-        ax.set_title(question, fontsize=10)
+        ax.set_title(f"{question} (n={ns[0]})" if same_n else question, fontsize=10)
         ax.set_xlabel("parameters (log scale)")
     axes[0].set_ylabel(MAP_LABEL)
     axes[0].set_ylim(0, max(top * 1.15, 0.01))
