@@ -155,9 +155,9 @@ def add_train_cli(subparsers: Any) -> None:
                    help="keep the run's state in DIR/<name>/<split>/ (relative: the "
                         "repository's; e.g. reports/training, then git add it): restored into "
                         "the output folder before training when that holds less (a fresh "
-                        "machine), and after training stops (finished, paused or Ctrl-C) "
-                        "updated with the last checkpoint, train_config.json and, when present, "
-                        "the adapters and train_result.json")
+                        "machine), and after training stops updated: paused or Ctrl-C, with the "
+                        "last checkpoint, train_config.json and the best adapter so far; "
+                        "finished, with the adapter, train_config.json and train_result.json only")
     p.set_defaults(func=_cli_train)
 
 
