@@ -60,12 +60,12 @@ report: setup
 	$(PY) -m llmrec assets fetch movielens-100k
 	$(PY) -m llmrec report --jobs $(JOBS) $(PARAMS)
 
-# the size axis's tuned points first: their committed adapters restored from reports/training
+# the size axis's tuned points first: their committed adapters restored from reports/adapters
 # (seconds), or trained and kept there where none is committed yet
 paper: setup
 	$(PY) -m llmrec assets fetch movielens-100k
 	for f in $(filter %-lora.yaml,$(PAPER_PARAMS)); do \
-	  LLMREC_THREADS=$$(nproc) $(PY) -m llmrec curve $$f --keep reports/training || exit 1; done
+	  LLMREC_THREADS=$$(nproc) $(PY) -m llmrec curve $$f --keep reports/adapters || exit 1; done
 	LLMREC_THREADS=$$(nproc) $(PY) -m llmrec report --jobs 1 $(PAPER_PARAMS)
 
 test: setup $(CHROMIUM)

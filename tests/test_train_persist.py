@@ -336,19 +336,19 @@ def test_another_seed_trains_and_is_kept_in_a_folder_of_its_own(tiny_model_dir, 
 
 
 def test_the_committed_training_state_is_small_adapters_only():
-    """reports/training holds the published run's kept states (the brief: LoRA adapters under
-    10 MB); no weight file is committed anywhere else."""
+    """reports/adapters holds the published run's finished LoRA adapters (under 10 MB a run,
+    no optimizer state); no weight file is committed anywhere else."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.split()
     weights = [f for f in tracked if f.endswith((".safetensors", ".pt", ".bin", ".gguf", ".pth"))]
-    assert all(f.startswith("reports/training/") for f in weights), weights
-    assert {Path(f).name for f in weights} <= {"adapter_model.safetensors", "trainer_state.pt"}, weights
+    assert all(f.startswith("reports/adapters/") for f in weights), weights
+    assert {Path(f).name for f in weights} <= {"adapter_model.safetensors"}, weights
     by_run: dict[str, int] = {}
     for f in tracked:
-        if f.startswith("reports/training/"):
+        if f.startswith("reports/adapters/"):
             run = f.split("/")[2]
             by_run[run] = by_run.get(run, 0) + (root / f).stat().st_size
     assert all(size < 10 * 2**20 for size in by_run.values()), by_run

@@ -93,7 +93,7 @@ def train_curve(model: str, parts: Mapping[str, pd.DataFrame], movies, run_dir: 
     ``parts``: the split's ``train`` and ``valid`` records. Each point trains on the seeded
     sample :func:`llmrec.data.samples.sample_records` of ``n`` training records (nested); the
     validation records are the profile's ``max_valid_records`` sample, the same for all.
-    ``keep``: a run's kept state (``reports/training/<name>``, the ``curve`` command's
+    ``keep``: a run's kept state (``reports/adapters/<name>``, the ``curve`` command's
     ``--keep``): each point is restored from ``keep/curve/<split>/<style>-<point>`` before
     it trains (a finished one then loads in seconds on a fresh machine) and kept there after
     (:func:`llmrec.llm.train.save_state`), the run folder's layout.

@@ -26,10 +26,10 @@ session cleanly: past it, the step under way finishes, a checkpoint is written a
 launch``, torchrun reports each process's 3 as a failure and exits with 1); the same command
 continues, and a run paused any number of times ends with the weights and losses of one
 never paused. A run longer than a machine's life (hours of the ``paper`` profile on 2 cores,
-sessions of a few hours on fresh machines) keeps its state in the repository:
-``--keep reports/training`` copies the last checkpoint, ``train_config.json`` and the best
-adapter so far into ``reports/training/<name>/<split>/`` after every session
-(:func:`save_state`; a few MB for the embedded models, committed with the stage's outputs),
+sessions of a few hours on fresh machines) keeps its state in a folder that outlives the
+machine (never git: optimizer state): ``--keep DIR`` copies the last checkpoint,
+``train_config.json`` and the best adapter so far into ``DIR/<name>/<split>/`` after every
+session (:func:`save_state`),
 and once the run has finished its adapter, config and ``train_result.json`` only; and back
 into an ``out_dir`` that holds less (a fresh machine's) before the next session, or before
 chapter 4 evaluates it (:func:`restore_state`); each copy is built in a temporary folder,
@@ -1034,8 +1034,8 @@ def restore_state(saved: str | Path, out_dir: str | Path,
 
 
 def save_state(out_dir: str | Path, saved: str | Path) -> str | None:
-    """Keep the state of the run in ``out_dir`` at ``saved`` (e.g. ``reports/training/<name>/<split>``,
-    committed): what resuming it or using its result needs, and no more: the last
+    """Keep the state of the run in ``out_dir`` at ``saved`` (e.g. ``DIR/<name>/<split>``):
+    what resuming it or using its result needs, and no more: the last
     checkpoint only, ``train_config.json``, and ``adapter/``, the best adapter and
     ``train_result.json`` when present. Returns the line saying what was kept, or None
     when there was nothing to keep (no checkpoint yet) or ``saved`` holds the same run

@@ -131,8 +131,8 @@ def add_train_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="LoRA fine-tuning on a split's training records (resumes if rerun)",
         description="Train a LoRA adapter; rerun the same command to resume. A run longer than "
-                    "a working session: --max-minutes 100 --keep reports/training, then git add "
-                    "reports/training (the state outlives the machine); rerun, on any machine, "
+                    "a working session: --max-minutes 100 --keep DIR, a folder that outlives the machine "
+                    "(never git: it holds optimizer state); rerun, on any machine that sees DIR, "
                     "until it exits with 0 (3: paused, rerun to continue). Several GPUs: "
                     "accelerate launch --multi_gpu --num_processes N -m llmrec train --params ...")
     p.add_argument("--params", required=True, help="parameter file, e.g. params/smollm2-135m.yaml")
@@ -153,7 +153,7 @@ def add_train_cli(subparsers: Any) -> None:
                         "result as a run never paused)")
     p.add_argument("--keep", default=None, metavar="DIR",
                    help="keep the run's state in DIR/<name>/<split>/ (relative: the "
-                        "repository's; e.g. reports/training, then git add it): restored into "
+                        "repository's; a folder that outlives the machine, never committed): restored into "
                         "the output folder before training when that holds less (a fresh "
                         "machine), and after training stops updated: paused or Ctrl-C, with the "
                         "last checkpoint, train_config.json and the best adapter so far; "
@@ -173,7 +173,7 @@ def add_curve_cli(subparsers: Any) -> None:
                         "chapter 4, which then finds them trained)")
     p.add_argument("--keep", default=None, metavar="DIR",
                    help="keep each point's state in DIR/<name>/curve/<split>/ (relative: the "
-                        "repository's; reports/training holds the published run's, committed): "
+                        "repository's; reports/adapters holds the published run's, committed): "
                         "restored before a point trains, so a finished point loads in seconds "
                         "on a fresh machine, and updated after it stops")
     p.set_defaults(func=_cli_curve)
