@@ -251,6 +251,12 @@ class Chapter:
             found.append(row)
         return pd.DataFrame(found)
 
+    @cached_property
+    def _published_table(self) -> pd.DataFrame | None:
+        """``reports/results.csv``, read once per chapter (None where there is none)."""
+        path = reports_dir() / "results.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
     def baseline(self, name: str, split: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
         """Baseline ``name``'s metrics row and prediction rows on ``split`` from the common
         run, or ``(None, None)``. Where the common run's folder lacks it (a file that runs
@@ -260,10 +266,9 @@ class Chapter:
         path = system_dir(self.common_dir, name, "baseline", split)
         if (path / "metrics.json").is_file():
             return read_json(path / "metrics.json"), load_rows(self.common_dir, name, "baseline", split)
-        table_path = reports_dir() / "results.csv"
-        if not table_path.is_file():
+        table = self._published_table
+        if table is None:
             return None, None
-        table = pd.read_csv(table_path)
         hit = table[(table["run"] == self.common_dir.name) & (table["system"] == name)
                     & (table["setting"] == "baseline") & (table["split"] == split)]
         if hit.empty:
